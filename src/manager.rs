@@ -1,0 +1,324 @@
+//! [`LoginManager`]: the configuration, and the layer that puts it on every request.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::response::Response;
+use http::{header, HeaderValue, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+use tower_sessions::Session;
+
+use crate::{
+    context::{AuthContext, AuthHandle, DynAuthHandle},
+    events::AuthEvent,
+    guard::Rejection,
+    remember::Remember,
+    Duration, SessionProtection, UserLoader,
+};
+
+type Listener = Arc<dyn Fn(&AuthEvent) + Send + Sync>;
+type UnauthorizedHandler = Arc<dyn Fn(Rejection) -> Response + Send + Sync>;
+
+/// Flask-Login's `LoginManager`: the user loader plus every login setting.
+///
+/// Build it once, then turn it into a layer with [`into_layer`](Self::into_layer) and put that
+/// layer *inside* tower-sessions' `SessionManagerLayer`:
+///
+/// ```
+/// # use login_manager::{AuthUser, UserLoader, async_trait};
+/// # #[derive(Clone)] struct User;
+/// # impl AuthUser for User { type Id = u32; fn id(&self) -> u32 { 1 } fn session_auth_hash(&self) -> &[u8] { b"" } }
+/// # #[derive(Clone)] struct Users;
+/// # #[async_trait] impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
+/// #   async fn load_user(&self, _: &u32) -> Result<Option<User>, Self::Error> { Ok(None) } }
+/// use axum::{routing::get, Router};
+/// use login_manager::{Duration, LoginManager, SessionProtection};
+/// use tower_sessions::{MemoryStore, SessionManagerLayer};
+///
+/// let manager = LoginManager::new(Users)
+///     .login_view("/login")
+///     .session_protection(SessionProtection::Basic)
+///     .idle_timeout(Duration::minutes(30))
+///     .absolute_timeout(Duration::hours(12))
+///     .on_event(|event| println!("{event}"));
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(manager.into_layer())
+///     .layer(SessionManagerLayer::new(MemoryStore::default()));
+/// ```
+pub struct LoginManager<L: UserLoader> {
+    pub(crate) loader: L,
+    pub(crate) login_view: String,
+    pub(crate) refresh_view: Option<String>,
+    pub(crate) protection: SessionProtection,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) absolute_timeout: Option<Duration>,
+    pub(crate) fresh_max_age: Option<Duration>,
+    pub(crate) timeout: std::time::Duration,
+    pub(crate) remember: Option<Remember>,
+    listeners: Vec<Listener>,
+    pub(crate) unauthorized_handler: Option<UnauthorizedHandler>,
+}
+
+impl<L: UserLoader> Clone for LoginManager<L> {
+    fn clone(&self) -> Self {
+        Self {
+            loader: self.loader.clone(),
+            login_view: self.login_view.clone(),
+            refresh_view: self.refresh_view.clone(),
+            protection: self.protection,
+            idle_timeout: self.idle_timeout,
+            absolute_timeout: self.absolute_timeout,
+            fresh_max_age: self.fresh_max_age,
+            timeout: self.timeout,
+            remember: self.remember.clone(),
+            listeners: self.listeners.clone(),
+            unauthorized_handler: self.unauthorized_handler.clone(),
+        }
+    }
+}
+
+impl<L: UserLoader> fmt::Debug for LoginManager<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginManager")
+            .field("login_view", &self.login_view)
+            .field("refresh_view", &self.refresh_view)
+            .field("protection", &self.protection)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_timeout", &self.absolute_timeout)
+            .field("fresh_max_age", &self.fresh_max_age)
+            .field("timeout", &self.timeout)
+            .field("remember", &self.remember.is_some())
+            .field("listeners", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: UserLoader> LoginManager<L> {
+    /// A manager with secure defaults: login view `/login`, Basic session protection, idle
+    /// timeout 30 minutes, absolute timeout 12 hours, no remember-me, 5 s timeout on every
+    /// store and loader call.
+    pub fn new(loader: L) -> Self {
+        Self {
+            loader,
+            login_view: "/login".to_owned(),
+            refresh_view: None,
+            protection: SessionProtection::default(),
+            idle_timeout: Some(Duration::minutes(30)),
+            absolute_timeout: Some(Duration::hours(12)),
+            fresh_max_age: None,
+            timeout: std::time::Duration::from_secs(5),
+            remember: None,
+            listeners: Vec::new(),
+            unauthorized_handler: None,
+        }
+    }
+
+    /// Where guards send anonymous browsers (Flask-Login's `login_view`). A sub-router can
+    /// override it with [`LoginView`](crate::LoginView).
+    pub fn login_view(mut self, path: impl Into<String>) -> Self {
+        self.login_view = path.into();
+        self
+    }
+
+    /// Where [`FreshLoginRequired`](crate::FreshLoginRequired) sends sessions that are not
+    /// fresh (Flask-Login's `refresh_view`); defaults to the login view.
+    pub fn refresh_view(mut self, path: impl Into<String>) -> Self {
+        self.refresh_view = Some(path.into());
+        self
+    }
+
+    /// What happens when a session is used by another client (default Basic).
+    pub fn session_protection(mut self, protection: SessionProtection) -> Self {
+        self.protection = protection;
+        self
+    }
+
+    /// Logs a session out after this long without a request (default 30 minutes). The
+    /// library enforces it from its own record, refreshing it at most every quarter of the
+    /// timeout: it does not rely on the session store's expiry, which plain reads do not extend.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Logs a session out this long after the login, however active (default 12 hours).
+    pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute_timeout = Some(timeout);
+        self
+    }
+
+    /// Turns off the idle and absolute timeouts (sessions then last as long as the session
+    /// store keeps them).
+    pub fn without_timeouts(mut self) -> Self {
+        self.idle_timeout = None;
+        self.absolute_timeout = None;
+        self
+    }
+
+    /// A login stays fresh only this long after the last password check (default: for the
+    /// whole session).
+    pub fn fresh_max_age(mut self, max_age: Duration) -> Self {
+        self.fresh_max_age = Some(max_age);
+        self
+    }
+
+    /// Timeout for each session-store, remember-store and loader call (default 5 s): a hung
+    /// database answers 503 instead of hanging the request.
+    pub fn store_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Enables remember-me cookies (see [`Remember`]).
+    pub fn remember(mut self, remember: Remember) -> Self {
+        self.remember = Some(remember);
+        self
+    }
+
+    /// Calls `listener` for every [`AuthEvent`] (Flask-Login's signals). Events are also
+    /// logged with `tracing`.
+    pub fn on_event(mut self, listener: impl Fn(&AuthEvent) + Send + Sync + 'static) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Replaces the guards' responses (Flask-Login's `unauthorized_handler`). The handler gets
+    /// the [`Rejection`] and may fall back to [`Rejection::into_default_response`].
+    pub fn unauthorized_handler(
+        mut self,
+        handler: impl Fn(Rejection) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        self.unauthorized_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// The loader.
+    pub fn loader(&self) -> &L {
+        &self.loader
+    }
+
+    /// The layer to add to the router, inside the `SessionManagerLayer`.
+    pub fn into_layer(self) -> LoginManagerLayer<L> {
+        LoginManagerLayer {
+            manager: Arc::new(self),
+        }
+    }
+
+    pub(crate) fn emit(&self, event: AuthEvent) {
+        if event.is_security_relevant() {
+            tracing::warn!(event = ?event, "auth event");
+        } else {
+            tracing::info!(event = ?event, "auth event");
+        }
+        for listener in &self.listeners {
+            listener(&event);
+        }
+    }
+}
+
+/// The layer made by [`LoginManager::into_layer`].
+pub struct LoginManagerLayer<L: UserLoader> {
+    manager: Arc<LoginManager<L>>,
+}
+
+impl<L: UserLoader> Clone for LoginManagerLayer<L> {
+    fn clone(&self) -> Self {
+        Self {
+            manager: self.manager.clone(),
+        }
+    }
+}
+
+impl<L: UserLoader> fmt::Debug for LoginManagerLayer<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.manager.fmt(f)
+    }
+}
+
+impl<S, L: UserLoader> Layer<S> for LoginManagerLayer<L> {
+    type Service = LoginManagerService<S, L>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LoginManagerService {
+            inner,
+            manager: self.manager.clone(),
+        }
+    }
+}
+
+/// The service made by [`LoginManagerLayer`].
+pub struct LoginManagerService<S, L: UserLoader> {
+    inner: S,
+    manager: Arc<LoginManager<L>>,
+}
+
+impl<S: Clone, L: UserLoader> Clone for LoginManagerService<S, L> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            manager: self.manager.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, L: UserLoader> fmt::Debug for LoginManagerService<S, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginManagerService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, L, B> Service<Request<B>> for LoginManagerService<S, L>
+where
+    S: Service<Request<B>, Response = Response> + Send,
+    S::Future: Send + 'static,
+    L: UserLoader,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let session = req.extensions().get::<Session>().cloned();
+        let context = Arc::new(AuthContext::new(self.manager.clone(), session));
+        req.extensions_mut().insert(AuthHandle(context.clone()));
+        req.extensions_mut()
+            .insert(DynAuthHandle(context.clone()));
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let mut response = response.await?;
+            finish_response(&context, &mut response);
+            Ok(response)
+        })
+    }
+}
+
+/// Applies queued cookies and, when the answer depended on who is logged in, keeps shared
+/// caches from serving it to someone else.
+fn finish_response<L: UserLoader>(context: &AuthContext<L>, response: &mut Response) {
+    let headers = response.headers_mut();
+    for cookie in context.take_cookies() {
+        if let Ok(value) = HeaderValue::from_str(&cookie.encoded().to_string()) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    if context.was_touched() {
+        headers.append(header::VARY, HeaderValue::from_static("Cookie"));
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+}

@@ -1,0 +1,371 @@
+//! Remember-me that can be revoked.
+//!
+//! Flask-Login's remember cookie is `user_id|HMAC(SECRET_KEY)`: it never expires on the server
+//! and cannot be revoked. Here the cookie is a split token `selector.validator` (see
+//! [`parse_token`]): the store keeps only SHA-256(validator), finds tokens by selector,
+//! compares in constant time, enforces expiry itself, and rotates the validator on every use.
+//! A rotated-out validator is still accepted for a short grace window (two tabs restoring at
+//! once); after that, presenting it means the cookie was copied, and every token of the user
+//! is revoked. Tokens also die with a credential change (the auth-hash digest is stored with
+//! them), on logout, and from a "your devices" page.
+
+use std::sync::Arc;
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use cookie::Cookie;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use tower_sessions::Session;
+
+mod store;
+mod token;
+
+pub use store::{MemoryRememberStore, RememberStore, RememberToken, Rotation};
+pub use token::{parse_token, ParsedToken, ValidatorHash};
+
+use crate::{
+    config::CookieOptions,
+    context::{
+        digest_matches, loader_call, timed, AuthContext, AuthRecord, AuthState, RequestInfo,
+        Source, AUTH_KEY,
+    },
+    events::AuthEvent,
+    AuthUser, Duration, Error, Result, UserLoader,
+};
+
+const USER_AGENT_LABEL_CHARS: usize = 120;
+
+/// Remember-me settings: pass to [`LoginManager::remember`](crate::LoginManager::remember).
+///
+/// ```
+/// use login_manager::{remember::MemoryRememberStore, Duration, Remember};
+///
+/// let remember = Remember::new(MemoryRememberStore::new())
+///     .duration(Duration::days(30))
+///     .grace_period(Duration::seconds(10))
+///     .secure(false); // plain-HTTP development only
+/// ```
+#[derive(Clone)]
+pub struct Remember {
+    store: Arc<dyn RememberStore>,
+    pub(crate) cookie: CookieOptions,
+    pub(crate) cookie_name: String,
+    duration: Duration,
+    grace: Duration,
+    refresh_each_request: bool,
+}
+
+impl std::fmt::Debug for Remember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remember")
+            .field("cookie", &self.cookie)
+            .field("duration", &self.duration)
+            .field("grace", &self.grace)
+            .field("refresh_each_request", &self.refresh_each_request)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One remembered browser, for a "your devices" page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RememberDevice {
+    /// An identifier derived from the token, safe to put in a page or URL (it cannot be used
+    /// to restore or to trigger theft detection).
+    pub id: String,
+    /// When the user ticked "remember me".
+    pub created_at: OffsetDateTime,
+    /// When the token last restored a session.
+    pub last_used_at: OffsetDateTime,
+    /// When it stops working.
+    pub expires_at: OffsetDateTime,
+    /// The browser's `User-Agent`, shortened.
+    pub user_agent: String,
+    /// Whether it is the browser making this request.
+    pub current: bool,
+}
+
+pub(crate) enum RestoreOutcome<U> {
+    Restored(AuthState<U>),
+    /// No usable token: the cookie is to be expired.
+    Rejected,
+}
+
+impl Remember {
+    /// Remember-me with tokens in `store`, cookie `remember_token`, 30 days, a 10 s grace
+    /// window, secure cookie attributes.
+    pub fn new(store: impl RememberStore) -> Self {
+        let cookie = CookieOptions::new("remember_token");
+        Self {
+            store: Arc::new(store),
+            cookie_name: cookie.cookie_name(),
+            cookie,
+            duration: Duration::days(30),
+            grace: Duration::seconds(10),
+            refresh_each_request: false,
+        }
+    }
+
+    /// How long a token lives (default 30 days); [`LoginOptions::duration`](crate::LoginOptions::duration)
+    /// overrides it per login.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// How long a rotated-out validator is still accepted, for parallel requests (default
+    /// 10 s). Past it, a replay counts as theft.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Slide the expiry forward on each use (default off: a token lives `duration` from the
+    /// login).
+    pub fn refresh_each_request(mut self, on: bool) -> Self {
+        self.refresh_each_request = on;
+        self
+    }
+
+    /// The cookie's attributes (default name `remember_token`, secure attributes).
+    pub fn cookie(mut self, cookie: CookieOptions) -> Self {
+        self.cookie_name = cookie.cookie_name();
+        self.cookie = cookie;
+        self
+    }
+
+    /// Shorthand for the cookie's `Secure` attribute (turn off only for plain HTTP).
+    pub fn secure(self, secure: bool) -> Self {
+        let cookie = self.cookie.clone().secure(secure);
+        self.cookie(cookie)
+    }
+
+    /// The token store.
+    pub fn store(&self) -> &Arc<dyn RememberStore> {
+        &self.store
+    }
+
+    /// Creates a token for `user` and returns its cookie.
+    pub(crate) async fn issue<U: AuthUser>(
+        &self,
+        limit: std::time::Duration,
+        user: &U,
+        duration: Option<Duration>,
+        user_agent: &str,
+    ) -> Result<Cookie<'static>> {
+        let minted = token::mint();
+        let now = OffsetDateTime::now_utc();
+        let lifetime = duration.unwrap_or(self.duration);
+        let token = RememberToken {
+            selector: minted.selector,
+            validator_hash: minted.validator_hash,
+            previous_hash: None,
+            rotated_at: None,
+            user_id: user_key(user)?,
+            auth_hash: crate::context::auth_hash_digest(user.session_auth_hash()),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + lifetime,
+            user_agent: user_agent.chars().take(USER_AGENT_LABEL_CHARS).collect(),
+        };
+        timed(limit, "remember store", self.store.create(token)).await?;
+        Ok(self.cookie.build(minted.cookie_value, lifetime))
+    }
+
+    /// Step 2b of the life-cycle: a request without a logged-in session but with a cookie.
+    pub(crate) async fn restore<L: UserLoader>(
+        &self,
+        context: &AuthContext<L>,
+        session: &Session,
+        cookie_value: &str,
+        info: &RequestInfo,
+    ) -> Result<RestoreOutcome<L::User>> {
+        let Some(presented) = parse_token(cookie_value) else {
+            return Ok(RestoreOutcome::Rejected);
+        };
+        let manager = &context.manager;
+        let limit = manager.timeout;
+        let store = &self.store;
+        let Some(token) = timed(limit, "remember store", store.find(&presented.selector)).await?
+        else {
+            return Ok(RestoreOutcome::Rejected);
+        };
+        let now = OffsetDateTime::now_utc();
+        if token.expires_at <= now {
+            timed(limit, "remember store", store.delete(&token.selector)).await?;
+            return Ok(RestoreOutcome::Rejected);
+        }
+
+        let mut new_cookie = None;
+        if bool::from(token.validator_hash.ct_eq(&presented.validator_hash)) {
+            let (validator, new_hash) = token::mint_validator();
+            let expires_at = if self.refresh_each_request {
+                now + self.duration
+            } else {
+                token.expires_at
+            };
+            let rotation = Rotation {
+                new_hash,
+                rotated_at: now,
+                expires_at,
+            };
+            let won = timed(
+                limit,
+                "remember store",
+                store.rotate(&token.selector, &token.validator_hash, rotation),
+            )
+            .await?;
+            if won {
+                let value = token::cookie_value(&token.selector, &validator);
+                new_cookie = Some(self.cookie.build(value, expires_at - now));
+            } else {
+                // A parallel request rotated first: ours is now a grace-window replay.
+                let rotated = timed(limit, "remember store", store.find(&token.selector)).await?;
+                if !rotated.is_some_and(|t| self.in_grace(&t, &presented, now)) {
+                    return Ok(RestoreOutcome::Rejected);
+                }
+            }
+        } else if !self.in_grace(&token, &presented, now) {
+            let revoked =
+                timed(limit, "remember store", store.delete_for_user(&token.user_id)).await?;
+            tracing::warn!(user_id = %token.user_id, revoked, "remember-me token replayed");
+            manager.emit(AuthEvent::RememberTheftDetected {
+                user_id: display_user_key(&token.user_id),
+            });
+            return Ok(RestoreOutcome::Rejected);
+        }
+
+        let user = match serde_json::from_str(&token.user_id) {
+            Ok(id) => loader_call(limit, manager.loader.load_user(&id)).await?,
+            Err(_) => None,
+        };
+        let Some(user) = user.filter(|u| {
+            u.is_active() && digest_matches(&token.auth_hash, u.session_auth_hash())
+        }) else {
+            timed(limit, "remember store", store.delete(&token.selector)).await?;
+            return Ok(RestoreOutcome::Rejected);
+        };
+
+        // A new session id for the restored login, marked not fresh, and carrying the
+        // protection identifier (Flask-Login #685: Strong mode must not log it out).
+        if session.id().is_some() {
+            timed(limit, "session store", session.cycle_id()).await?;
+        }
+        let mut record = AuthRecord::new(&user, false, info.protection_id.clone())?;
+        record.remembered = true;
+        timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
+        if let Some(cookie) = new_cookie {
+            context.queue_cookie(cookie);
+        }
+        manager.emit(AuthEvent::LoadedFromRemember {
+            user_id: user.id().to_string(),
+        });
+        Ok(RestoreOutcome::Restored(AuthState {
+            user: Some(user),
+            record: Some(record),
+            source: Source::Remember,
+        }))
+    }
+
+    fn in_grace(&self, token: &RememberToken, presented: &ParsedToken, now: OffsetDateTime) -> bool {
+        let previous_matches = token
+            .previous_hash
+            .is_some_and(|h| bool::from(h.ct_eq(&presented.validator_hash)));
+        previous_matches && token.rotated_at.is_some_and(|at| now - at <= self.grace)
+    }
+
+    /// Deletes the token named by this request's cookie, and expires the cookie.
+    pub(crate) async fn forget_cookie<L: UserLoader>(
+        &self,
+        context: &AuthContext<L>,
+        info: &RequestInfo,
+    ) -> Result<()> {
+        if let Some(value) = &info.remember_cookie {
+            if let Some(presented) = parse_token(value) {
+                timed(
+                    context.manager.timeout,
+                    "remember store",
+                    self.store.delete(&presented.selector),
+                )
+                .await?;
+            }
+            context.queue_cookie(self.cookie.removal());
+        }
+        Ok(())
+    }
+
+    /// Every unexpired token of `user`, as devices.
+    pub(crate) async fn devices<U: AuthUser>(
+        &self,
+        limit: std::time::Duration,
+        user: &U,
+        info: &RequestInfo,
+    ) -> Result<Vec<RememberDevice>> {
+        let current = info
+            .remember_cookie
+            .as_deref()
+            .and_then(parse_token)
+            .map(|t| t.selector);
+        let now = OffsetDateTime::now_utc();
+        let tokens =
+            timed(limit, "remember store", self.store.list_for_user(&user_key(user)?)).await?;
+        let mut devices: Vec<RememberDevice> = tokens
+            .into_iter()
+            .filter(|t| t.expires_at > now)
+            .map(|t| RememberDevice {
+                id: device_id(&t.selector),
+                created_at: t.created_at,
+                last_used_at: t.last_used_at,
+                expires_at: t.expires_at,
+                user_agent: t.user_agent,
+                current: current.as_deref() == Some(t.selector.as_str()),
+            })
+            .collect();
+        devices.sort_by_key(|d| std::cmp::Reverse(d.last_used_at));
+        Ok(devices)
+    }
+
+    /// Deletes the token of `user` whose device id is `id`; whether one was found.
+    pub(crate) async fn revoke_device<U: AuthUser>(
+        &self,
+        limit: std::time::Duration,
+        user: &U,
+        id: &str,
+    ) -> Result<bool> {
+        let tokens =
+            timed(limit, "remember store", self.store.list_for_user(&user_key(user)?)).await?;
+        let Some(token) = tokens.into_iter().find(|t| device_id(&t.selector) == id) else {
+            return Ok(false);
+        };
+        timed(limit, "remember store", self.store.delete(&token.selector)).await?;
+        Ok(true)
+    }
+
+    /// Deletes every token of `user`.
+    pub(crate) async fn revoke_user<U: AuthUser>(
+        &self,
+        limit: std::time::Duration,
+        user: &U,
+    ) -> Result<u64> {
+        timed(limit, "remember store", self.store.delete_for_user(&user_key(user)?)).await
+    }
+}
+
+/// The store's key for a user: the JSON encoding of the id.
+pub(crate) fn user_key<U: AuthUser>(user: &U) -> Result<String> {
+    serde_json::to_string(&user.id())
+        .map_err(|e| Error::Config(format!("the user id does not serialize: {e}")))
+}
+
+/// A user key in the `Display` form events use (`"alice"` → `alice`).
+fn display_user_key(key: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(key) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => key.to_owned(),
+    }
+}
+
+/// A public, non-reversible name for a token.
+fn device_id(selector: &str) -> String {
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(selector.as_bytes())[..12])
+}
