@@ -11,8 +11,8 @@ use tower_sessions::Session;
 
 use crate::{
     context::{
-        timed, AuthContext, AuthHandle, AuthRecord, AuthState, DynAuthHandle, RequestInfo,
-        Source, AUTH_KEY,
+        timed, AuthContext, AuthHandle, AuthRecord, AuthState, DynAuthHandle, RequestInfo, Source,
+        AUTH_KEY,
     },
     events::AuthEvent,
     redirect::next_from_query,
@@ -133,7 +133,10 @@ impl<S: Send + Sync, L: UserLoader> FromRequestParts<S> for AuthSession<L> {
             };
             return Err(err.into_response());
         };
-        let state = context.resolve(parts).await.map_err(IntoResponse::into_response)?;
+        let state = context
+            .resolve(parts)
+            .await
+            .map_err(IntoResponse::into_response)?;
         let info = context.request(parts).clone();
         Ok(Self {
             context,
@@ -294,6 +297,8 @@ impl<L: UserLoader> AuthSession<L> {
     pub async fn confirm_login(&mut self) -> Result<()> {
         let (user, mut record) = self.session_login()?;
         record.fresh_at = Some(crate::context::now());
+        // The password was just re-entered on this client: it becomes the protected one.
+        record.protection_id = Some(self.info.protection_id.clone());
         self.rewrite_record(&record).await?;
         self.set_state(AuthState {
             user: Some(user.clone()),
@@ -313,7 +318,8 @@ impl<L: UserLoader> AuthSession<L> {
     #[tracing::instrument(name = "update_session_auth_hash", skip_all, fields(user_id = %user.id()))]
     pub async fn update_session_auth_hash(&mut self, user: &L::User) -> Result<()> {
         let (current, mut record) = self.session_login()?;
-        let same_user = serde_json::to_value(user.id()).ok() == serde_json::to_value(current.id()).ok();
+        let same_user =
+            serde_json::to_value(user.id()).ok() == serde_json::to_value(current.id()).ok();
         if !same_user {
             return Err(Error::Config(
                 "update_session_auth_hash was given another user than the logged-in one".to_owned(),
@@ -359,7 +365,9 @@ impl<L: UserLoader> AuthSession<L> {
     /// returns how many.
     pub async fn revoke_all_devices(&self) -> Result<u64> {
         let (remember, user) = self.remember_and_user()?;
-        let revoked = remember.revoke_user(self.context.manager.timeout, user).await?;
+        let revoked = remember
+            .revoke_user(self.context.manager.timeout, user)
+            .await?;
         self.context.queue_cookie(remember.cookie.removal());
         Ok(revoked)
     }

@@ -16,7 +16,10 @@ use std::{
 };
 
 use async_trait::async_trait;
-use axum::{extract::ConnectInfo, response::Response};
+use axum::{
+    extract::ConnectInfo,
+    response::{IntoResponse, Response},
+};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use cookie::Cookie;
 use http::{header, request::Parts};
@@ -233,7 +236,11 @@ impl<L: UserLoader> AuthContext<L> {
     /// Request facts; `parts` is only read the first time.
     pub(crate) fn request(&self, parts: &Parts) -> &Arc<RequestInfo> {
         self.request.get_or_init(|| {
-            let remember_cookie = self.manager.remember.as_ref().map(|r| r.cookie_name.as_str());
+            let remember_cookie = self
+                .manager
+                .remember
+                .as_ref()
+                .map(|r| r.cookie_name.as_str());
             Arc::new(RequestInfo::read(parts, remember_cookie))
         })
     }
@@ -372,7 +379,10 @@ impl<L: UserLoader> AuthContext<L> {
         }
 
         let Ok(id) = serde_json::from_value(record.user_id.clone()) else {
-            tracing::warn!(user_id, "auth record holds an id of another type; removing it");
+            tracing::warn!(
+                user_id,
+                "auth record holds an id of another type; removing it"
+            );
             self.end_session(session).await?;
             return Ok(None);
         };
@@ -400,7 +410,12 @@ impl<L: UserLoader> AuthContext<L> {
             }
         }
         if dirty {
-            timed(manager.timeout, "session store", session.insert(AUTH_KEY, &record)).await?;
+            timed(
+                manager.timeout,
+                "session store",
+                session.insert(AUTH_KEY, &record),
+            )
+            .await?;
         }
         Ok(Some(AuthState {
             user: Some(user),
@@ -473,7 +488,11 @@ impl<L: UserLoader> DynAuth for AuthContext<L> {
         let manager = &self.manager;
         let state = match self.resolve(parts).await {
             Ok(state) => state,
-            Err(err) => return Err(rejection_response(manager, parts, Reason::Unavailable(err))),
+            Err(err) if err.is_unavailable() => {
+                return Err(rejection_response(manager, parts, Reason::Unavailable(err)))
+            }
+            // A wiring mistake (missing layer): say what to fix rather than "unavailable".
+            Err(err) => return Err(err.into_response()),
         };
         let Some(user) = state.user.clone() else {
             return Err(rejection_response(manager, parts, Reason::LoginRequired));

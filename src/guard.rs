@@ -137,7 +137,9 @@ impl Rejection {
             }
             Reason::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Reason::LoginRequired => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Reason::FreshLoginRequired { .. } => (StatusCode::UNAUTHORIZED, "reauthentication_required"),
+            Reason::FreshLoginRequired { .. } => {
+                (StatusCode::UNAUTHORIZED, "reauthentication_required")
+            }
         };
         let body = Json(serde_json::json!({ "error": error }));
         match self.client {
@@ -168,7 +170,10 @@ pub(crate) fn rejection_response<L: UserLoader>(
         .get::<OriginalUri>()
         .map_or(&parts.uri, |original| &original.0);
     // Only path and query: an absolute-form request line must not put its host into `next`.
-    let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    let path_and_query = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
     let login_view = parts
         .extensions
         .get::<LoginViewOverride>()
@@ -321,7 +326,7 @@ pub fn fresh_login_required() -> RequireLayer {
 }
 
 /// Route layer: a logged-in user with `permission` (from
-/// [`UserLoader::permissions`](crate::UserLoader::permissions)) is required; others get 403,
+/// [`UserLoader::permissions`]) is required; others get 403,
 /// anonymous requests the login redirect.
 ///
 /// ```

@@ -295,8 +295,7 @@ where
         let session = req.extensions().get::<Session>().cloned();
         let context = Arc::new(AuthContext::new(self.manager.clone(), session));
         req.extensions_mut().insert(AuthHandle(context.clone()));
-        req.extensions_mut()
-            .insert(DynAuthHandle(context.clone()));
+        req.extensions_mut().insert(DynAuthHandle(context.clone()));
         let response = self.inner.call(req);
         Box::pin(async move {
             let mut response = response.await?;

@@ -226,8 +226,12 @@ impl Remember {
                 }
             }
         } else if !self.in_grace(&token, &presented, now) {
-            let revoked =
-                timed(limit, "remember store", store.delete_for_user(&token.user_id)).await?;
+            let revoked = timed(
+                limit,
+                "remember store",
+                store.delete_for_user(&token.user_id),
+            )
+            .await?;
             tracing::warn!(user_id = %token.user_id, revoked, "remember-me token replayed");
             manager.emit(AuthEvent::RememberTheftDetected {
                 user_id: display_user_key(&token.user_id),
@@ -239,9 +243,9 @@ impl Remember {
             Ok(id) => loader_call(limit, manager.loader.load_user(&id)).await?,
             Err(_) => None,
         };
-        let Some(user) = user.filter(|u| {
-            u.is_active() && digest_matches(&token.auth_hash, u.session_auth_hash())
-        }) else {
+        let Some(user) = user
+            .filter(|u| u.is_active() && digest_matches(&token.auth_hash, u.session_auth_hash()))
+        else {
             timed(limit, "remember store", store.delete(&token.selector)).await?;
             return Ok(RestoreOutcome::Rejected);
         };
@@ -267,7 +271,12 @@ impl Remember {
         }))
     }
 
-    fn in_grace(&self, token: &RememberToken, presented: &ParsedToken, now: OffsetDateTime) -> bool {
+    fn in_grace(
+        &self,
+        token: &RememberToken,
+        presented: &ParsedToken,
+        now: OffsetDateTime,
+    ) -> bool {
         let previous_matches = token
             .previous_hash
             .is_some_and(|h| bool::from(h.ct_eq(&presented.validator_hash)));
@@ -307,8 +316,12 @@ impl Remember {
             .and_then(parse_token)
             .map(|t| t.selector);
         let now = OffsetDateTime::now_utc();
-        let tokens =
-            timed(limit, "remember store", self.store.list_for_user(&user_key(user)?)).await?;
+        let tokens = timed(
+            limit,
+            "remember store",
+            self.store.list_for_user(&user_key(user)?),
+        )
+        .await?;
         let mut devices: Vec<RememberDevice> = tokens
             .into_iter()
             .filter(|t| t.expires_at > now)
@@ -332,8 +345,12 @@ impl Remember {
         user: &U,
         id: &str,
     ) -> Result<bool> {
-        let tokens =
-            timed(limit, "remember store", self.store.list_for_user(&user_key(user)?)).await?;
+        let tokens = timed(
+            limit,
+            "remember store",
+            self.store.list_for_user(&user_key(user)?),
+        )
+        .await?;
         let Some(token) = tokens.into_iter().find(|t| device_id(&t.selector) == id) else {
             return Ok(false);
         };
@@ -347,7 +364,12 @@ impl Remember {
         limit: std::time::Duration,
         user: &U,
     ) -> Result<u64> {
-        timed(limit, "remember store", self.store.delete_for_user(&user_key(user)?)).await
+        timed(
+            limit,
+            "remember store",
+            self.store.delete_for_user(&user_key(user)?),
+        )
+        .await
     }
 }
 

@@ -64,8 +64,12 @@ pub trait RememberStore: Send + Sync + 'static {
     /// current hash becomes `previous_hash`, `rotated_at` and `last_used_at` become
     /// `rotation.rotated_at`. Returns whether this call won; of many racing rotations with the
     /// same `expected`, exactly one wins.
-    async fn rotate(&self, selector: &str, expected: &ValidatorHash, rotation: Rotation)
-        -> Result<bool>;
+    async fn rotate(
+        &self,
+        selector: &str,
+        expected: &ValidatorHash,
+        rotation: Rotation,
+    ) -> Result<bool>;
 
     /// Deletes one token; deleting a missing one is not an error.
     async fn delete(&self, selector: &str) -> Result<()>;

@@ -117,7 +117,10 @@ mod tests {
             "a".repeat(10 * 1024),
             format!("{selector}={validator}"),
             // Non-canonical: `/`-alphabet instead of url-safe.
-            format!("{selector}.{}", validator.replace('-', "+").replace('_', "/")),
+            format!(
+                "{selector}.{}",
+                validator.replace('-', "+").replace('_', "/")
+            ),
         ];
         for case in cases {
             if case == minted.cookie_value {

@@ -95,7 +95,12 @@ impl Users {
     }
 
     pub fn by_name(&self, name: &str) -> Option<User> {
-        self.users.lock().unwrap().values().find(|u| u.name == name).cloned()
+        self.users
+            .lock()
+            .unwrap()
+            .values()
+            .find(|u| u.name == name)
+            .cloned()
     }
 
     pub fn update(&self, user: User) {
@@ -245,8 +250,14 @@ async fn change_password(
     Ok("changed")
 }
 
-async fn put_cart(auth: Auth, Path(item): Path<String>) -> Result<&'static str, login_manager::Error> {
-    auth.session()?.insert("cart", item).await.map_err(login_manager::Error::from)?;
+async fn put_cart(
+    auth: Auth,
+    Path(item): Path<String>,
+) -> Result<&'static str, login_manager::Error> {
+    auth.session()?
+        .insert("cart", item)
+        .await
+        .map_err(login_manager::Error::from)?;
     Ok("added")
 }
 
@@ -269,7 +280,12 @@ async fn many_extractors(
     auth: Auth,
     LoginRequired(b): LoginRequired<User>,
 ) -> String {
-    format!("{} {} {}", a.name, auth.user().map_or("-", |u| u.name.as_str()), b.name)
+    format!(
+        "{} {} {}",
+        a.name,
+        auth.user().map_or("-", |u| u.name.as_str()),
+        b.name
+    )
 }
 
 async fn next(auth: Auth) -> String {
@@ -278,7 +294,9 @@ async fn next(auth: Auth) -> String {
 
 async fn devices(auth: Auth) -> Result<Json<Vec<(String, bool)>>, login_manager::Error> {
     let devices = auth.remember_devices().await?;
-    Ok(Json(devices.into_iter().map(|d| (d.id, d.current)).collect()))
+    Ok(Json(
+        devices.into_iter().map(|d| (d.id, d.current)).collect(),
+    ))
 }
 
 async fn revoke(auth: Auth, Path(id): Path<String>) -> Result<String, login_manager::Error> {
@@ -345,7 +363,10 @@ impl TestApp {
             .route("/ip", get(client_ip))
             .merge(
                 Router::new()
-                    .route("/layer/login", get(|| async { "members" }).options(|| async { "preflight" }))
+                    .route(
+                        "/layer/login",
+                        get(|| async { "members" }).options(|| async { "preflight" }),
+                    )
                     .route_layer(login_required()),
             )
             .merge(
@@ -432,17 +453,24 @@ impl Client {
             headers.insert(header::USER_AGENT, self.user_agent.parse().unwrap());
         }
         request.extensions_mut().insert(ConnectInfo(self.addr));
-        let response: Response = self.router.clone().oneshot(request).await.unwrap().into_response();
+        let response: Response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap()
+            .into_response();
         let (parts, body) = response.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         for line in parts.headers.get_all(header::SET_COOKIE) {
             let cookie = cookie::Cookie::parse(line.to_str().unwrap().to_owned()).unwrap();
-            let expired = cookie.max_age().is_some_and(|age| age.is_zero())
-                || cookie.value().is_empty();
+            let expired =
+                cookie.max_age().is_some_and(|age| age.is_zero()) || cookie.value().is_empty();
             if expired {
                 self.cookies.remove(cookie.name());
             } else {
-                self.cookies.insert(cookie.name().to_owned(), cookie.value().to_owned());
+                self.cookies
+                    .insert(cookie.name().to_owned(), cookie.value().to_owned());
             }
         }
         Reply {
@@ -453,11 +481,13 @@ impl Client {
     }
 
     pub async fn get(&mut self, path: &str) -> Reply {
-        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
     }
 
     pub async fn post(&mut self, path: &str) -> Reply {
-        self.send(Request::post(path).body(Body::empty()).unwrap()).await
+        self.send(Request::post(path).body(Body::empty()).unwrap())
+            .await
     }
 
     pub async fn login(&mut self, name: &str) -> Reply {
