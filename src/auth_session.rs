@@ -17,6 +17,7 @@ use crate::{
     events::AuthEvent,
     redirect::next_from_query,
     remember::{Remember, RememberDevice},
+    throttle::PeerInfo,
     AuthUser, Duration, Error, Result, UserLoader,
 };
 
@@ -172,6 +173,15 @@ impl<L: UserLoader> AuthSession<L> {
     /// The user loader, for looking users up in a login handler.
     pub fn loader(&self) -> &L {
         &self.context.manager.loader
+    }
+
+    /// The request's peer address and `X-Forwarded-For`, for throttling by client address.
+    pub fn peer_info(&self) -> &PeerInfo {
+        &self.info.peer
+    }
+
+    pub(crate) fn store_timeout(&self) -> std::time::Duration {
+        self.context.manager.timeout
     }
 
     /// The underlying tower-sessions session (for flash messages and other data).

@@ -32,6 +32,7 @@ use crate::{
     events::{AuthEvent, EndReason},
     guard::{rejection_response, Reason},
     remember::RestoreOutcome,
+    throttle::PeerInfo,
     AuthUser, Error, LoginManager, Result, SessionProtection, UserLoader,
 };
 
@@ -149,6 +150,7 @@ pub(crate) struct RequestInfo {
     pub user_agent: String,
     pub query: Option<String>,
     pub remember_cookie: Option<String>,
+    pub peer: PeerInfo,
 }
 
 impl RequestInfo {
@@ -175,6 +177,7 @@ impl RequestInfo {
             user_agent,
             query: parts.uri.query().map(str::to_owned),
             remember_cookie,
+            peer: PeerInfo::from_parts(parts),
         }
     }
 }

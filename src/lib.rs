@@ -10,7 +10,9 @@ mod error;
 pub mod events;
 pub mod guard;
 mod loader;
+mod login;
 mod manager;
+pub mod password;
 pub mod redirect;
 pub mod remember;
 #[cfg(feature = "testing")]
@@ -28,7 +30,9 @@ pub use guard::{
     fresh_login_required, login_required, permission_required, FreshLoginRequired, LoginRequired,
 };
 pub use loader::UserLoader;
+pub use login::{LoginOutcome, PasswordLogin, PasswordUserLoader};
 pub use manager::{LoginManager, LoginManagerLayer, LoginManagerService};
+pub use password::{PasswordHasher, Verified};
 pub use redirect::{safe_next, safe_next_or, LoginView};
 pub use remember::Remember;
 pub use throttle::{LoginThrottle, MemoryThrottleStore, ThrottleEntry, ThrottleStore};

@@ -592,6 +592,11 @@ impl LoginThrottle {
         client_addr(parts, &self.inner.trusted_proxies)
     }
 
+    /// Like [`client_addr`](Self::client_addr), from captured [`PeerInfo`].
+    pub fn client_addr_of(&self, peer: &PeerInfo) -> Option<IpAddr> {
+        peer.client_addr(&self.inner.trusted_proxies)
+    }
+
     fn address_limit(&self) -> u32 {
         self.inner.max_failures_per_address.unwrap_or_else(|| {
             self.inner
@@ -778,31 +783,64 @@ fn round_up_to_secs(d: Duration) -> Duration {
 /// assert_eq!(client_addr(&parts, &[]), Some(proxy));
 /// ```
 pub fn client_addr(parts: &Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-    let peer = canonical(parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip());
-    let is_trusted = |ip: IpAddr| trusted_proxies.iter().any(|&p| canonical(p) == ip);
-    if !is_trusted(peer) {
-        return Some(peer);
-    }
-    // Several header lines form one list, in order (RFC 9110, section 5.3).
-    let mut entries = Vec::new();
-    for value in parts.headers.get_all("x-forwarded-for") {
-        let Ok(text) = value.to_str() else {
-            return Some(peer);
-        };
-        entries.extend(text.split(','));
-    }
-    let mut client = peer;
-    for entry in entries.iter().rev() {
-        let Some(ip) = parse_forwarded_ip(entry) else {
-            return Some(peer);
-        };
-        client = ip;
-        if !is_trusted(ip) {
-            break;
+    PeerInfo::from_parts(parts).client_addr(trusted_proxies)
+}
+
+/// What a client address is derived from: the socket peer and the `X-Forwarded-For` list,
+/// captured from a request so that the address can be computed later (the login flow keeps
+/// it in [`AuthSession`](crate::AuthSession)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    peer: Option<IpAddr>,
+    /// `None` when any header line is not text: then only the peer is believed.
+    forwarded_for: Option<String>,
+}
+
+impl PeerInfo {
+    /// Reads the peer (`ConnectInfo<SocketAddr>`) and `X-Forwarded-For` of a request.
+    pub fn from_parts(parts: &Parts) -> Self {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| canonical(info.0.ip()));
+        // Several header lines form one list, in order (RFC 9110, section 5.3).
+        let forwarded_for = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|value| value.to_str().ok())
+            .collect::<Option<Vec<_>>>()
+            .map(|lines| lines.join(","));
+        Self {
+            peer,
+            forwarded_for,
         }
     }
-    // When every entry is a trusted proxy, the left-most one is the closest thing to a client.
-    Some(client)
+
+    /// The client's address, believing `X-Forwarded-For` only from `trusted_proxies`.
+    pub fn client_addr(&self, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+        let peer = self.peer?;
+        let is_trusted = |ip: IpAddr| trusted_proxies.iter().any(|&p| canonical(p) == ip);
+        if !is_trusted(peer) {
+            return Some(peer);
+        }
+        let Some(forwarded_for) = &self.forwarded_for else {
+            return Some(peer);
+        };
+        let mut client = peer;
+        for entry in forwarded_for.split(',').rev() {
+            let Some(ip) = parse_forwarded_ip(entry) else {
+                return Some(peer);
+            };
+            client = ip;
+            if !is_trusted(ip) {
+                break;
+            }
+        }
+        // When every entry is a trusted proxy, the left-most one is the closest thing to a
+        // client.
+        Some(client)
+    }
 }
 
 /// One `X-Forwarded-For` entry: an IP address, or one with a port (`1.2.3.4:5`,

@@ -1,0 +1,729 @@
+//! Password hashing and verification: argon2id, off the async executor, bounded.
+//!
+//! [`PasswordHasher`] exists so that the safe way to check a password is also the easy way:
+//!
+//! - **No executor stalls.** An argon2id computation with the default parameters takes tens of
+//!   milliseconds of CPU. Run inline in a handler it would block a Tokio worker thread and every
+//!   request queued behind it; here it always runs on [`tokio::task::spawn_blocking`].
+//! - **Bounded memory.** Each computation allocates its full memory cost (about 19 MiB by
+//!   default). A [`Semaphore`] caps how many run at once ([`PasswordHasher::max_concurrent`]), so
+//!   a burst of logins queues instead of exhausting memory. The permit is held by the blocking
+//!   task itself, so a caller that gives up (a dropped request) cannot free a slot while its
+//!   computation is still running.
+//! - **Bounded input.** argon2 accepts passwords of up to 4 GiB, and axum's default body limit is
+//!   2 MB. Passwords longer than [`PasswordHasher::max_password_len`] are refused with
+//!   [`Error::PasswordTooLong`] before any hashing.
+//! - **Enumeration resistance.** [`PasswordHasher::verify_user`] takes the stored hash as an
+//!   `Option`: for an unknown user it performs the same argon2id computation against a dummy,
+//!   so the response time and the answer are the same as for a wrong password.
+//!   An unusable stored hash (malformed, unsupported, absurd parameters) costs the same too.
+//! - **Rehash on login.** [`Verified::needs_rehash`] says when a correct password was stored
+//!   under another algorithm or other parameters than the configured ones: hash it again and
+//!   store the new hash while the plaintext is at hand. Raising the parameters later thus
+//!   upgrades every active account without a forced reset.
+//! - **Flask migration.** With the `werkzeug` feature, [`PasswordHasher::verify`] also accepts
+//!   the hashes of Werkzeug's `generate_password_hash` (`pbkdf2:…` and `scrypt:…`), the ones a
+//!   Flask-Login app usually stores. They always report `needs_rehash`, so users move to argon2id
+//!   as they log in.
+//!
+//! Hashes are stored as [PHC strings](https://github.com/P-H-C/phc-string-format), e.g.
+//! `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
+//!
+//! ```
+//! use login_manager::PasswordHasher;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> login_manager::Result<()> {
+//! let hasher = PasswordHasher::new();
+//! let phc = hasher.hash("correct horse battery staple").await?;
+//! assert!(hasher.verify("correct horse battery staple", &phc).await?.valid);
+//! assert!(!hasher.verify("Tr0ub4dor&3", &phc).await?.valid);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use argon2::password_hash::{self, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::rngs::OsRng;
+use tokio::sync::Semaphore;
+
+use crate::{Error, Result};
+
+/// OWASP's first argon2id recommendation: 19 MiB, 2 passes, 1 lane. The explicit output length
+/// makes it compare equal to the parameters parsed from a hash it produced.
+const OWASP_PARAMS: Params = match Params::new(19 * 1024, 2, 1, Some(Params::DEFAULT_OUTPUT_LEN)) {
+    Ok(params) => params,
+    Err(_) => panic!("the OWASP argon2id parameters are valid"),
+};
+/// Default maximum password length, in bytes.
+const DEFAULT_MAX_PASSWORD_LEN: usize = 1024;
+
+/// Largest argon2 memory cost accepted from a stored hash, in KiB (2 GiB, RFC 9106's first
+/// recommendation), unless the configured cost is larger. A corrupted or planted row must not
+/// make a login allocate without limit.
+const MAX_STORED_ARGON2_M_KIB: u64 = 2 * 1024 * 1024;
+/// Largest argon2 memory × passes accepted from a stored hash, in KiB (8 GiB of block writes,
+/// a few seconds), unless the configured product is larger.
+const MAX_STORED_ARGON2_WORK: u64 = 8 * 1024 * 1024;
+
+/// The result of checking a password against a stored hash.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> login_manager::Result<()> {
+/// use login_manager::PasswordHasher;
+///
+/// // A hash stored before the parameters were raised.
+/// let stored = PasswordHasher::new().with_params(12_288, 3, 1)?.hash("hunter2").await?;
+///
+/// let hasher = PasswordHasher::new();
+/// let verified = hasher.verify("hunter2", &stored).await?;
+/// # assert!(verified.valid && verified.needs_rehash);
+/// if verified.valid && verified.needs_rehash {
+///     let upgraded = hasher.hash("hunter2").await?;
+///     // ... store `upgraded` in place of `stored`
+/// #   assert!(!hasher.verify("hunter2", &upgraded).await?.needs_rehash);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The password matches the stored hash.
+    pub valid: bool,
+    /// The password is valid but the stored hash uses another algorithm, version or parameters
+    /// than the hasher's configuration: hash the password again and store the new hash.
+    /// Always false when `valid` is false.
+    pub needs_rehash: bool,
+}
+
+impl Verified {
+    const INVALID: Verified = Verified {
+        valid: false,
+        needs_rehash: false,
+    };
+}
+
+/// Hashes and verifies passwords with argon2id, on blocking threads, a bounded number at a time.
+///
+/// Cloning is cheap and clones share the same permits and counters: build one hasher at start-up
+/// and put it in the application state. Its methods must be called from within a Tokio runtime.
+///
+/// Each builder method returns a new hasher with its own permits and counters.
+///
+/// ```
+/// use login_manager::PasswordHasher;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> login_manager::Result<()> {
+/// let hasher = PasswordHasher::new()
+///     .with_params(47_104, 1, 1)? // another OWASP setting: 46 MiB, one pass
+///     .max_password_len(256)
+///     .max_concurrent(4);
+/// let phc = hasher.hash("s3cret passphrase").await?;
+/// assert!(phc.starts_with("$argon2id$v=19$m=47104,t=1,p=1$"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    /// Always with an explicit output length, so that it compares equal to the parameters
+    /// parsed from a hash this configuration produced.
+    params: Params,
+    max_password_len: usize,
+    max_concurrent: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    /// In an `Arc` of its own so that an owned permit can move into the blocking task.
+    semaphore: Arc<Semaphore>,
+    computations: AtomicU64,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    /// Salt of the dummy verification; any value gives the same cost.
+    dummy_salt: [u8; 16],
+}
+
+impl Default for PasswordHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PasswordHasher {
+    /// A hasher with OWASP's argon2id parameters (m = 19456 KiB, t = 2, p = 1), a maximum
+    /// password length of 1024 bytes and as many concurrent computations as the machine has
+    /// CPUs ([`std::thread::available_parallelism`]).
+    ///
+    /// ```
+    /// let hasher = login_manager::PasswordHasher::new();
+    /// ```
+    pub fn new() -> Self {
+        let max_concurrent = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::from_config(Config {
+            params: OWASP_PARAMS,
+            max_password_len: DEFAULT_MAX_PASSWORD_LEN,
+            max_concurrent,
+        })
+    }
+
+    fn from_config(config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                semaphore: Arc::new(Semaphore::new(config.max_concurrent)),
+                config,
+                computations: AtomicU64::new(0),
+                running: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+                dummy_salt: rand::random(),
+            }),
+        }
+    }
+
+    fn reconfigure(self, change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.inner.config.clone();
+        change(&mut config);
+        Self::from_config(config)
+    }
+
+    /// Sets the argon2id parameters: memory cost in KiB, number of passes and degree of
+    /// parallelism.
+    ///
+    /// New hashes use them; stored hashes made with other parameters still verify, and report
+    /// [`Verified::needs_rehash`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PasswordHash`] if argon2 rejects the parameters (for example `m_kib < 8 * p` or
+    /// `t == 0`).
+    ///
+    /// ```
+    /// # fn main() -> login_manager::Result<()> {
+    /// let hasher = login_manager::PasswordHasher::new().with_params(12_288, 3, 1)?;
+    /// assert!(login_manager::PasswordHasher::new().with_params(8, 0, 1).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_params(self, m_kib: u32, t: u32, p: u32) -> Result<Self> {
+        let params = Params::new(m_kib, t, p, Some(Params::DEFAULT_OUTPUT_LEN))
+            .map_err(|e| Error::PasswordHash(format!("invalid argon2 parameters: {e}")))?;
+        Ok(self.reconfigure(|config| config.params = params))
+    }
+
+    /// Sets the maximum password length in bytes (UTF-8), 1024 by default. Longer passwords are
+    /// refused with [`Error::PasswordTooLong`] before any hashing, by every method.
+    ///
+    /// ```
+    /// let hasher = login_manager::PasswordHasher::new().max_password_len(128);
+    /// ```
+    pub fn max_password_len(self, bytes: usize) -> Self {
+        self.reconfigure(|config| config.max_password_len = bytes)
+    }
+
+    /// Sets how many hash computations may run at once; the others wait for a permit. Memory
+    /// use is bounded by this number times the memory cost. Defaults to the number of CPUs;
+    /// 0 is taken as 1.
+    ///
+    /// ```
+    /// let hasher = login_manager::PasswordHasher::new().max_concurrent(2);
+    /// ```
+    pub fn max_concurrent(self, permits: usize) -> Self {
+        let permits = permits.clamp(1, Semaphore::MAX_PERMITS);
+        self.reconfigure(|config| config.max_concurrent = permits)
+    }
+
+    /// Hashes a password with argon2id and a random salt, returning a PHC string to store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PasswordTooLong`] if the password exceeds the maximum length;
+    /// [`Error::PasswordHash`] if hashing fails.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> login_manager::Result<()> {
+    /// let hasher = login_manager::PasswordHasher::new();
+    /// let phc = hasher.hash("hunter2").await?;
+    /// assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn hash(&self, password: &str) -> Result<String> {
+        self.check_len(password)?;
+        let password = password.to_owned();
+        self.compute(move |inner| {
+            let salt = password_hash::SaltString::generate(&mut OsRng);
+            inner
+                .argon2()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| Error::PasswordHash(e.to_string()))
+        })
+        .await?
+    }
+
+    /// Checks a password against a stored hash.
+    ///
+    /// Accepts argon2id, argon2i and argon2d PHC strings and, with the `werkzeug` feature,
+    /// Werkzeug's `pbkdf2:…` and `scrypt:…` hashes. A stored hash that cannot be used
+    /// (malformed, unsupported, or with parameters too costly to be genuine) is logged with
+    /// `tracing::warn!` and treated as not matching, after the same work as a real check.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PasswordTooLong`] if the password exceeds the maximum length (nothing is
+    /// computed); [`Error::PasswordHash`] if the blocking task fails. A wrong password is not an
+    /// error: it is `Ok` with `valid: false`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> login_manager::Result<()> {
+    /// let hasher = login_manager::PasswordHasher::new();
+    /// let phc = hasher.hash("hunter2").await?;
+    /// let verified = hasher.verify("hunter2", &phc).await?;
+    /// assert!(verified.valid && !verified.needs_rehash);
+    /// assert!(!hasher.verify("hunter3", &phc).await?.valid);
+    /// assert!(!hasher.verify("hunter2", "not a hash").await?.valid);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn verify(&self, password: &str, phc: &str) -> Result<Verified> {
+        self.check_len(password)?;
+        let (password, stored) = (password.to_owned(), phc.to_owned());
+        self.compute(move |inner| inner.verify(password.as_bytes(), &stored))
+            .await
+    }
+
+    /// Checks a login attempt whose account may not exist, without revealing whether it does.
+    ///
+    /// Pass the stored hash of the user found by the login form's identifier, or `None` when
+    /// there is no such user or it has no password. With `None`, the hasher performs the same
+    /// argon2id computation as for a wrong password and answers `valid: false`, so that
+    /// neither the response nor its timing tells an attacker which accounts exist.
+    ///
+    /// # Errors
+    ///
+    /// As for [`verify`](Self::verify).
+    ///
+    /// ```
+    /// # struct User { password_hash: String }
+    /// # async fn find_user(_: &str) -> Option<User> { None }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> login_manager::Result<()> {
+    /// # let hasher = login_manager::PasswordHasher::new();
+    /// let user = find_user("nobody@example.com").await;
+    /// let stored = user.as_ref().map(|u| u.password_hash.as_str());
+    /// let verified = hasher.verify_user("hunter2", stored).await?;
+    /// if !verified.valid {
+    ///     // The same answer, after the same work, whether the account exists or not:
+    ///     // "Invalid email or password."
+    /// }
+    /// # assert!(!verified.valid);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn verify_user(&self, password: &str, stored: Option<&str>) -> Result<Verified> {
+        match stored {
+            Some(phc) => self.verify(password, phc).await,
+            None => {
+                self.check_len(password)?;
+                let password = password.to_owned();
+                self.compute(move |inner| {
+                    inner.dummy_verify(password.as_bytes());
+                    Verified::INVALID
+                })
+                .await
+            }
+        }
+    }
+
+    /// How many hash computations this hasher (and its clones) has run: hashes, verifications,
+    /// and the dummy verifications for unknown users and unusable stored hashes.
+    ///
+    /// Every [`hash`](Self::hash), [`verify`](Self::verify) or
+    /// [`verify_user`](Self::verify_user) that does not fail early adds exactly one, which lets
+    /// tests check the enumeration resistance by counting rather than timing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> login_manager::Result<()> {
+    /// let hasher = login_manager::PasswordHasher::new();
+    /// hasher.verify_user("hunter2", None).await?;
+    /// assert_eq!(hasher.hash_count(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn hash_count(&self) -> u64 {
+        self.inner.computations.load(Ordering::Relaxed)
+    }
+
+    /// The largest number of hash computations seen running at the same time, which never
+    /// exceeds [`max_concurrent`](Self::max_concurrent). Useful in tests and as a metric of
+    /// login pressure.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> login_manager::Result<()> {
+    /// let hasher = login_manager::PasswordHasher::new().max_concurrent(2);
+    /// hasher.hash("hunter2").await?;
+    /// assert_eq!(hasher.peak_concurrency(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn peak_concurrency(&self) -> usize {
+        self.inner.peak.load(Ordering::SeqCst)
+    }
+
+    fn check_len(&self, password: &str) -> Result<()> {
+        let max = self.inner.config.max_password_len;
+        if password.len() > max {
+            return Err(Error::PasswordTooLong { max });
+        }
+        Ok(())
+    }
+
+    /// Runs one hash computation on a blocking thread once a permit is free.
+    async fn compute<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> Result<T> {
+        let permit = Arc::clone(&self.inner.semaphore)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::PasswordHash("the hasher's semaphore was closed".to_owned()))?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // Moved in, so the permit is released when the computation ends, not when the
+            // (possibly cancelled) caller stops waiting for it.
+            let _permit = permit;
+            inner.computations.fetch_add(1, Ordering::Relaxed);
+            let now = inner.running.fetch_add(1, Ordering::SeqCst) + 1;
+            inner.peak.fetch_max(now, Ordering::SeqCst);
+            let _running = Running(&inner.running);
+            work(&inner)
+        })
+        .await
+        .map_err(|e| Error::PasswordHash(format!("the hashing task failed: {e}")))
+    }
+}
+
+/// Decrements the running count even if the computation panics.
+struct Running<'a>(&'a AtomicUsize);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Inner {
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            self.config.params.clone(),
+        )
+    }
+
+    fn verify(&self, password: &[u8], stored: &str) -> Verified {
+        match self.parse(stored) {
+            Ok(Stored::Argon2 { hash, needs_rehash }) => {
+                match Argon2::default().verify_password(password, &hash) {
+                    Ok(()) => Verified {
+                        valid: true,
+                        needs_rehash,
+                    },
+                    Err(password_hash::Error::Password) => Verified::INVALID,
+                    // Every other argon2 error is raised before any hashing: do the work anyway.
+                    Err(e) => self.reject(password, &format!("unusable argon2 hash: {e}")),
+                }
+            }
+            #[cfg(feature = "werkzeug")]
+            Ok(Stored::Werkzeug(hash)) => match hash.matches(password) {
+                Ok(valid) => Verified {
+                    valid,
+                    needs_rehash: valid,
+                },
+                Err(reason) => self.reject(password, reason),
+            },
+            Err(reason) => self.reject(password, &reason),
+        }
+    }
+
+    /// Answers "invalid" for an unusable stored hash, after the cost of a real verification so
+    /// that such accounts cannot be told apart by timing.
+    fn reject(&self, password: &[u8], reason: &str) -> Verified {
+        tracing::warn!(reason, "unusable stored password hash; treated as wrong");
+        self.dummy_verify(password);
+        Verified::INVALID
+    }
+
+    /// One argon2id computation with the configured parameters whose result is thrown away.
+    fn dummy_verify(&self, password: &[u8]) {
+        let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        if let Err(e) = self
+            .argon2()
+            .hash_password_into(password, &self.dummy_salt, &mut output)
+        {
+            tracing::warn!(error = %e, "dummy password verification failed");
+        }
+        std::hint::black_box(output);
+    }
+
+    fn parse<'a>(&self, stored: &'a str) -> Result<Stored<'a>, String> {
+        if let Some(kdf) = werkzeug_kdf(stored) {
+            return parse_werkzeug(stored, kdf);
+        }
+        let hash = PasswordHash::new(stored).map_err(|e| format!("not a PHC string: {e}"))?;
+        let algorithm = Algorithm::try_from(hash.algorithm)
+            .map_err(|_| format!("unsupported algorithm `{}`", hash.algorithm))?;
+        let version = hash
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(|e| format!("unsupported argon2 version: {e}"))?
+            .unwrap_or_default();
+        let params =
+            Params::try_from(&hash).map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+        self.check_cost(&params)?;
+        let needs_rehash = algorithm != Algorithm::Argon2id
+            || version != Version::V0x13
+            || params != self.config.params;
+        Ok(Stored::Argon2 { hash, needs_rehash })
+    }
+
+    fn check_cost(&self, stored: &Params) -> Result<(), String> {
+        let configured = &self.config.params;
+        let max_m = MAX_STORED_ARGON2_M_KIB.max(configured.m_cost().into());
+        let max_work = MAX_STORED_ARGON2_WORK
+            .max(u64::from(configured.m_cost()) * u64::from(configured.t_cost()));
+        let m = u64::from(stored.m_cost());
+        if m > max_m || m * u64::from(stored.t_cost()) > max_work {
+            return Err(format!(
+                "argon2 parameters m={},t={} exceed the limits for stored hashes",
+                stored.m_cost(),
+                stored.t_cost()
+            ));
+        }
+        Ok(())
+    }
+}
+
+enum Stored<'a> {
+    Argon2 {
+        hash: PasswordHash<'a>,
+        needs_rehash: bool,
+    },
+    #[cfg(feature = "werkzeug")]
+    Werkzeug(werkzeug::Hash<'a>),
+}
+
+/// The key derivation function (`pbkdf2` or `scrypt`) of what looks like a Werkzeug
+/// `generate_password_hash` result: `pbkdf2:sha256:600000$salt$hexdigest`.
+fn werkzeug_kdf(stored: &str) -> Option<&str> {
+    let (method, _) = stored.split_once('$')?;
+    let kdf = method.split(':').next().unwrap_or(method);
+    matches!(kdf, "pbkdf2" | "scrypt").then_some(kdf)
+}
+
+#[cfg(feature = "werkzeug")]
+fn parse_werkzeug<'a>(stored: &'a str, _kdf: &str) -> Result<Stored<'a>, String> {
+    werkzeug::Hash::parse(stored)
+        .map(Stored::Werkzeug)
+        .map_err(str::to_owned)
+}
+
+#[cfg(not(feature = "werkzeug"))]
+fn parse_werkzeug<'a>(_stored: &'a str, kdf: &str) -> Result<Stored<'a>, String> {
+    Err(format!(
+        "a Werkzeug (Flask) `{kdf}` hash: enable the `werkzeug` feature of login-manager to \
+         verify and migrate it"
+    ))
+}
+
+/// Werkzeug's `check_password_hash`, for the methods its current versions write.
+///
+/// The salt is used as its UTF-8 bytes (Werkzeug never decodes it) and the digest is compared
+/// as lowercase hex, as Werkzeug does, so an uppercase digest does not match there or here.
+#[cfg(feature = "werkzeug")]
+mod werkzeug {
+    use subtle::ConstantTimeEq;
+
+    /// Werkzeug ≥ 3.1 uses this when `pbkdf2` comes without an iteration count (it always
+    /// writes one, so only hand-made hashes omit it).
+    const DEFAULT_PBKDF2_ITERATIONS: u32 = 1_000_000;
+    /// More than ten times Werkzeug's current default: only a corrupted or planted hash asks
+    /// for this, and honouring it would hold a blocking thread for seconds.
+    const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+    /// Werkzeug's default scrypt parameters, used for a bare `scrypt`.
+    const DEFAULT_SCRYPT: (u64, u32, u32) = (1 << 15, 8, 1);
+    /// Largest scrypt buffer (`128 · n · r` or `128 · r · p` bytes) accepted: 8 × the default.
+    const MAX_SCRYPT_MEMORY: u64 = 256 * 1024 * 1024;
+    /// Largest scrypt work (`n · r · p`) accepted: 64 × the default.
+    const MAX_SCRYPT_WORK: u64 = 1 << 24;
+    /// `hashlib.scrypt`'s default output length, which Werkzeug keeps.
+    const SCRYPT_LEN: usize = 64;
+
+    #[derive(Clone, Copy)]
+    enum Digest {
+        Sha1,
+        Sha224,
+        Sha256,
+        Sha384,
+        Sha512,
+    }
+
+    impl Digest {
+        /// hashlib names, which it matches case-insensitively.
+        fn from_name(name: &str) -> Option<Self> {
+            [
+                ("sha1", Self::Sha1),
+                ("sha224", Self::Sha224),
+                ("sha256", Self::Sha256),
+                ("sha384", Self::Sha384),
+                ("sha512", Self::Sha512),
+            ]
+            .into_iter()
+            .find_map(|(known, digest)| name.eq_ignore_ascii_case(known).then_some(digest))
+        }
+
+        fn output_len(self) -> usize {
+            match self {
+                Self::Sha1 => 20,
+                Self::Sha224 => 28,
+                Self::Sha256 => 32,
+                Self::Sha384 => 48,
+                Self::Sha512 => 64,
+            }
+        }
+
+        /// PBKDF2-HMAC with hashlib's default output length, the digest size.
+        fn pbkdf2(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+            use pbkdf2::pbkdf2_hmac;
+            let mut out = vec![0; self.output_len()];
+            match self {
+                Self::Sha1 => pbkdf2_hmac::<sha1::Sha1>(password, salt, iterations, &mut out),
+                Self::Sha224 => pbkdf2_hmac::<sha2::Sha224>(password, salt, iterations, &mut out),
+                Self::Sha256 => pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out),
+                Self::Sha384 => pbkdf2_hmac::<sha2::Sha384>(password, salt, iterations, &mut out),
+                Self::Sha512 => pbkdf2_hmac::<sha2::Sha512>(password, salt, iterations, &mut out),
+            }
+            out
+        }
+    }
+
+    enum Kdf {
+        Pbkdf2 { digest: Digest, iterations: u32 },
+        Scrypt(scrypt::Params),
+    }
+
+    /// A parsed `method$salt$hexdigest`.
+    pub(super) struct Hash<'a> {
+        kdf: Kdf,
+        salt: &'a str,
+        hex_digest: &'a str,
+    }
+
+    impl<'a> Hash<'a> {
+        /// Parses a stored hash, refusing parameters that would hang or exhaust memory.
+        pub(super) fn parse(stored: &'a str) -> Result<Self, &'static str> {
+            let mut parts = stored.splitn(3, '$');
+            let (Some(method), Some(salt), Some(hex_digest)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err("Werkzeug hash without `$salt$digest`");
+            };
+            let mut args = method.split(':');
+            let kdf = match args.next() {
+                Some("pbkdf2") => parse_pbkdf2(&args.collect::<Vec<_>>())?,
+                Some("scrypt") => parse_scrypt(&args.collect::<Vec<_>>())?,
+                _ => return Err("unknown Werkzeug method"),
+            };
+            Ok(Self {
+                kdf,
+                salt,
+                hex_digest,
+            })
+        }
+
+        /// Runs the key derivation and compares the digests in constant time.
+        pub(super) fn matches(&self, password: &[u8]) -> Result<bool, &'static str> {
+            let salt = self.salt.as_bytes();
+            let digest = match &self.kdf {
+                Kdf::Pbkdf2 { digest, iterations } => digest.pbkdf2(password, salt, *iterations),
+                Kdf::Scrypt(params) => {
+                    let mut out = vec![0; SCRYPT_LEN];
+                    scrypt::scrypt(password, salt, params, &mut out)
+                        .map_err(|_| "scrypt refused the output length")?;
+                    out
+                }
+            };
+            Ok(hex::encode(digest)
+                .as_bytes()
+                .ct_eq(self.hex_digest.as_bytes())
+                .into())
+        }
+    }
+
+    fn parse_pbkdf2(args: &[&str]) -> Result<Kdf, &'static str> {
+        let (name, iterations) = match args {
+            [] => ("sha256", DEFAULT_PBKDF2_ITERATIONS),
+            [name] => (*name, DEFAULT_PBKDF2_ITERATIONS),
+            [name, iterations] => (*name, parse_number(iterations)?),
+            _ => return Err("pbkdf2 takes at most 2 arguments"),
+        };
+        let digest = Digest::from_name(name).ok_or("unsupported pbkdf2 digest")?;
+        if !(1..=MAX_PBKDF2_ITERATIONS).contains(&iterations) {
+            return Err("pbkdf2 iteration count out of range");
+        }
+        Ok(Kdf::Pbkdf2 { digest, iterations })
+    }
+
+    fn parse_scrypt(args: &[&str]) -> Result<Kdf, &'static str> {
+        let (n, r, p) = match args {
+            [] => DEFAULT_SCRYPT,
+            [n, r, p] => (parse_number(n)?, parse_number(r)?, parse_number(p)?),
+            _ => return Err("scrypt takes 3 arguments"),
+        };
+        if n < 2 || !n.is_power_of_two() || r == 0 || p == 0 {
+            return Err("scrypt n must be a power of two above 1, r and p positive");
+        }
+        let (r64, p64) = (u64::from(r), u64::from(p));
+        let too_big = |product: Option<u64>, max: u64| product.map_or(true, |v| v > max);
+        if too_big(
+            n.checked_mul(r64).and_then(|v| v.checked_mul(128)),
+            MAX_SCRYPT_MEMORY,
+        ) || too_big(
+            r64.checked_mul(p64).and_then(|v| v.checked_mul(128)),
+            MAX_SCRYPT_MEMORY,
+        ) || too_big(
+            n.checked_mul(r64).and_then(|v| v.checked_mul(p64)),
+            MAX_SCRYPT_WORK,
+        ) {
+            return Err("scrypt parameters exceed the limits for stored hashes");
+        }
+        // n is a power of two below 2^24 here, so its log fits a u8.
+        let log_n = n.trailing_zeros() as u8;
+        scrypt::Params::new(log_n, r, p, SCRYPT_LEN)
+            .map(Kdf::Scrypt)
+            .map_err(|_| "invalid scrypt parameters")
+    }
+
+    /// A plain decimal, as Werkzeug writes them.
+    fn parse_number<T: std::str::FromStr>(text: &str) -> Result<T, &'static str> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("Werkzeug parameter is not a decimal number");
+        }
+        text.parse().map_err(|_| "Werkzeug parameter out of range")
+    }
+}
