@@ -699,7 +699,7 @@ mod werkzeug {
             return Err("scrypt n must be a power of two above 1, r and p positive");
         }
         let (r64, p64) = (u64::from(r), u64::from(p));
-        let too_big = |product: Option<u64>, max: u64| product.map_or(true, |v| v > max);
+        let too_big = |product: Option<u64>, max: u64| product.is_none_or(|v| v > max);
         if too_big(
             n.checked_mul(r64).and_then(|v| v.checked_mul(128)),
             MAX_SCRYPT_MEMORY,
