@@ -296,6 +296,7 @@ impl<L: UserLoader> AuthSession<L> {
             timed(limit, "session store", session.cycle_id()).await?;
         }
         let user_id = self.state.user.as_ref().map(|u| u.id().to_string());
+        self.context.mark_logged_out();
         self.set_state(AuthState::anonymous()).await;
         manager.emit(AuthEvent::LoggedOut { user_id });
         Ok(())

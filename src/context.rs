@@ -217,6 +217,7 @@ pub(crate) struct AuthContext<L: UserLoader> {
     state: tokio::sync::Mutex<Option<AuthState<L::User>>>,
     request: OnceLock<Arc<RequestInfo>>,
     touched: AtomicBool,
+    logged_out: AtomicBool,
     cookies: Mutex<Vec<Cookie<'static>>>,
 }
 
@@ -228,6 +229,7 @@ impl<L: UserLoader> AuthContext<L> {
             state: tokio::sync::Mutex::new(None),
             request: OnceLock::new(),
             touched: AtomicBool::new(false),
+            logged_out: AtomicBool::new(false),
             cookies: Mutex::new(Vec::new()),
         }
     }
@@ -251,6 +253,15 @@ impl<L: UserLoader> AuthContext<L> {
     /// Whether any extractor asked for the login state (the response then depends on it).
     pub(crate) fn was_touched(&self) -> bool {
         self.touched.load(Ordering::Relaxed)
+    }
+
+    /// Records that `logout_user` ran during this request.
+    pub(crate) fn mark_logged_out(&self) {
+        self.logged_out.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn was_logged_out(&self) -> bool {
+        self.logged_out.load(Ordering::Relaxed)
     }
 
     pub(crate) fn queue_cookie(&self, cookie: Cookie<'static>) {

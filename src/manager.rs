@@ -9,7 +9,7 @@ use std::{
 };
 
 use axum::response::Response;
-use http::{header, HeaderValue, Request};
+use http::{header, HeaderName, HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 use tower_sessions::Session;
@@ -63,6 +63,7 @@ pub struct LoginManager<L: UserLoader> {
     pub(crate) fresh_max_age: Option<Duration>,
     pub(crate) timeout: std::time::Duration,
     pub(crate) remember: Option<Remember>,
+    pub(crate) clear_site_data: bool,
     listeners: Vec<Listener>,
     pub(crate) unauthorized_handler: Option<UnauthorizedHandler>,
 }
@@ -79,6 +80,7 @@ impl<L: UserLoader> Clone for LoginManager<L> {
             fresh_max_age: self.fresh_max_age,
             timeout: self.timeout,
             remember: self.remember.clone(),
+            clear_site_data: self.clear_site_data,
             listeners: self.listeners.clone(),
             unauthorized_handler: self.unauthorized_handler.clone(),
         }
@@ -116,6 +118,7 @@ impl<L: UserLoader> LoginManager<L> {
             fresh_max_age: None,
             timeout: std::time::Duration::from_secs(5),
             remember: None,
+            clear_site_data: false,
             listeners: Vec::new(),
             unauthorized_handler: None,
         }
@@ -180,6 +183,14 @@ impl<L: UserLoader> LoginManager<L> {
     /// Enables remember-me cookies (see [`Remember`]).
     pub fn remember(mut self, remember: Remember) -> Self {
         self.remember = Some(remember);
+        self
+    }
+
+    /// Answers a logout with `Clear-Site-Data: "cookies"` (default off), so the browser drops
+    /// every cookie of the site, including ones the app set itself. Off by default because it
+    /// also drops cookies unrelated to the login (preferences, consent).
+    pub fn clear_site_data_on_logout(mut self, on: bool) -> Self {
+        self.clear_site_data = on;
         self
     }
 
@@ -313,6 +324,12 @@ fn finish_response<L: UserLoader>(context: &AuthContext<L>, response: &mut Respo
         if let Ok(value) = HeaderValue::from_str(&cookie.encoded().to_string()) {
             headers.append(header::SET_COOKIE, value);
         }
+    }
+    if context.was_logged_out() && context.manager.clear_site_data {
+        headers.insert(
+            HeaderName::from_static("clear-site-data"),
+            HeaderValue::from_static("\"cookies\""),
+        );
     }
     if context.was_touched() {
         headers.append(header::VARY, HeaderValue::from_static("Cookie"));

@@ -681,3 +681,22 @@ async fn body_text(response: axum::response::Response) -> String {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+#[tokio::test]
+async fn logout_can_answer_clear_site_data() {
+    let app = TestApp::with(|m| m.clear_site_data_on_logout(true));
+    let mut client = app.client();
+    client.login("alice").await;
+    assert!(client.whoami().await.starts_with("alice"));
+    let reply = client.post("/logout").await;
+    assert_eq!(reply.header("clear-site-data"), Some("\"cookies\""));
+    // Off by default.
+    let app = TestApp::new();
+    let mut client = app.client();
+    client.login("alice").await;
+    assert!(client
+        .post("/logout")
+        .await
+        .header("clear-site-data")
+        .is_none());
+}
