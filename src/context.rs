@@ -508,13 +508,14 @@ impl<L: UserLoader> DynAuth for AuthContext<L> {
             // A wiring mistake (missing layer): say what to fix rather than "unavailable".
             Err(err) => return Err(err.into_response()),
         };
-        let Some(user) = state.user.clone() else {
+        let fresh = state.is_fresh(manager.fresh_max_age);
+        let Some(user) = state.user else {
             return Err(rejection_response(manager, parts, Reason::LoginRequired));
         };
         match requirement {
             Requirement::Login => {}
             Requirement::FreshLogin => {
-                if !state.is_fresh(manager.fresh_max_age) {
+                if !fresh {
                     let user_id = user.id().to_string();
                     return Err(rejection_response(
                         manager,
