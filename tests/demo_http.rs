@@ -298,7 +298,11 @@ async fn throttling_locks_after_five_failures() {
             .and_then(|v| v.parse().ok())
             .expect("a numeric Retry-After");
         assert!((1..=15 * 60).contains(&retry_after), "{retry_after}");
-        assert!(resp.body.contains("Too many failed attempts"), "{}", resp.body);
+        assert!(
+            resp.body.contains("Too many failed attempts"),
+            "{}",
+            resp.body
+        );
         assert!(resp.body.contains("<html"));
         browser.get("/dashboard").await.assert_status(303);
     }
@@ -339,7 +343,11 @@ async fn register() {
         .login(("hatter", "tea-party-forever"), false)
         .await
         .assert_status(303);
-    assert!(browser.get("/dashboard").await.body.contains("Hello, hatter"));
+    assert!(browser
+        .get("/dashboard")
+        .await
+        .body
+        .contains("Hello, hatter"));
 
     // Taken, also in another case (usernames are case-insensitive).
     for name in ["hatter", "Hatter", "alice"] {
@@ -760,9 +768,7 @@ async fn api_me_and_tokens() {
     // The token alone, without cookies; no session is created for it.
     let bearer = format!("Bearer {token}");
     let mut api = demo.client();
-    let resp = api
-        .get_with("/api/me", &[("authorization", &bearer)])
-        .await;
+    let resp = api.get_with("/api/me", &[("authorization", &bearer)]).await;
     resp.assert_status(200);
     assert_eq!(resp.json(), serde_json::json!({ "username": "alice" }));
     assert!(resp.set_cookie("session").is_none());
@@ -800,7 +806,10 @@ async fn cross_origin_posts_are_refused_and_change_nothing() {
     for headers in [
         vec![("sec-fetch-site", "cross-site")],
         vec![("origin", "http://evil.example")],
-        vec![("sec-fetch-site", "same-site"), ("origin", "http://evil.example")],
+        vec![
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://evil.example"),
+        ],
     ] {
         let mut browser = demo.client();
         let resp = browser

@@ -68,13 +68,11 @@ where
 /// A yes/no variable: `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`.
 fn parse_bool(name: &str, default: bool) -> Result<bool, String> {
     match env::var(name) {
-        Ok(value) if !value.trim().is_empty() => {
-            match value.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(format!("{name}={value:?} is not valid: use true or false")),
-            }
-        }
+        Ok(value) if !value.trim().is_empty() => match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(format!("{name}={value:?} is not valid: use true or false")),
+        },
         _ => Ok(default),
     }
 }

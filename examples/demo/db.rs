@@ -5,8 +5,8 @@ use std::{collections::HashSet, str::FromStr, time::Duration as StdDuration};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use http::{header, request::Parts};
-use rand::{rngs::OsRng, RngCore};
 use login_manager::{async_trait, AuthUser, PasswordHasher, PasswordUserLoader, UserLoader};
+use rand::{rngs::OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
@@ -59,7 +59,9 @@ pub async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
         .busy_timeout(StdDuration::from_secs(5))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new().connect_with(options).await?;
-    sqlx::migrate!("examples/demo/migrations").run(&pool).await?;
+    sqlx::migrate!("examples/demo/migrations")
+        .run(&pool)
+        .await?;
     Ok(pool)
 }
 

@@ -54,7 +54,11 @@ pub fn init_templates() -> Result<(), minijinja::Error> {
 /// which is harmless but makes `value="/dashboard"` unreadable in the page source (and to
 /// anyone grepping it). `&`, `<`, `>`, `"` and `'` are all that HTML needs escaped in text
 /// and in quoted attributes.
-fn html_formatter(out: &mut Output<'_>, state: &State<'_, '_>, value: &Value) -> Result<(), minijinja::Error> {
+fn html_formatter(
+    out: &mut Output<'_>,
+    state: &State<'_, '_>,
+    value: &Value,
+) -> Result<(), minijinja::Error> {
     match value.as_str() {
         Some(text) if state.auto_escape() == AutoEscape::Html && !value.is_safe() => {
             for c in text.chars() {

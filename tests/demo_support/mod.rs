@@ -396,7 +396,9 @@ impl Client {
             else {
                 continue;
             };
-            let expired = cookie.max_age().is_some_and(|age| age.is_zero() || age.is_negative())
+            let expired = cookie
+                .max_age()
+                .is_some_and(|age| age.is_zero() || age.is_negative())
                 || cookie
                     .expires_datetime()
                     .is_some_and(|at| at <= time::OffsetDateTime::now_utc())

@@ -76,8 +76,13 @@ pub async fn change_password(
     }
     if let Err(problem) = db::validate_password(&form.new_password) {
         let message = format!("New password: {problem}");
-        return render_settings(&auth, StatusCode::UNPROCESSABLE_ENTITY, &user, Some(message))
-            .await;
+        return render_settings(
+            &auth,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &user,
+            Some(message),
+        )
+        .await;
     }
     let hash = app.hasher().hash(&form.new_password).await?;
     db::set_password_hash(app.db(), user.id, &hash).await?;

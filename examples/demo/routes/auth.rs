@@ -83,7 +83,11 @@ pub async fn admin_login_form(auth: Auth, RawQuery(query): RawQuery) -> Result<R
 
 /// `on`, `true` or `1` (the checkbox sends `on`; scripts may send the others).
 fn is_checked(value: Option<&str>) -> bool {
-    value.is_some_and(|v| ["on", "true", "1"].iter().any(|t| v.eq_ignore_ascii_case(t)))
+    value.is_some_and(|v| {
+        ["on", "true", "1"]
+            .iter()
+            .any(|t| v.eq_ignore_ascii_case(t))
+    })
 }
 
 /// A `next` form field; the hidden field is always sent, so empty means absent.
