@@ -60,25 +60,25 @@ async fn render_login(
     Ok((status, page(auth, "login.html", ctx).await?).into_response())
 }
 
-/// `GET /login`: the form; `?next=` travels in a hidden field (escaped by the template).
-pub async fn login_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+/// The login form; `?next=` travels in a hidden field (escaped by the template).
+async fn show_login(auth: Auth, query: Option<String>, admin: bool) -> Result<Response, AppError> {
     let next = query_param(query.as_deref(), "next");
     let view = LoginPage {
+        admin,
         next: next.as_deref(),
         ..LoginPage::default()
     };
     render_login(&auth, StatusCode::OK, view).await
 }
 
+/// `GET /login`.
+pub async fn login_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+    show_login(auth, query, false).await
+}
+
 /// `GET /admin/login`: the admin area's login view (same form, posting to `/login`).
 pub async fn admin_login_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Response, AppError> {
-    let next = query_param(query.as_deref(), "next");
-    let view = LoginPage {
-        admin: true,
-        next: next.as_deref(),
-        ..LoginPage::default()
-    };
-    render_login(&auth, StatusCode::OK, view).await
+    show_login(auth, query, true).await
 }
 
 /// `on`, `true` or `1` (the checkbox sends `on`; scripts may send the others).
@@ -91,8 +91,8 @@ fn is_checked(value: Option<&str>) -> bool {
 }
 
 /// A `next` form field; the hidden field is always sent, so empty means absent.
-fn next_field(next: &Option<String>) -> Option<&str> {
-    next.as_deref().filter(|n| !n.is_empty())
+fn next_field(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| !n.is_empty())
 }
 
 /// `POST /login`: the library's throttled, enumeration-safe password login.
@@ -107,7 +107,7 @@ pub async fn login(
         .login_with_password(&app.login, &form.username, &form.password, options)
         .await?;
     let view = LoginPage {
-        next: next_field(&form.next),
+        next: next_field(form.next.as_deref()),
         username: &form.username,
         remember,
         ..LoginPage::default()
@@ -115,7 +115,7 @@ pub async fn login(
     let refusal = match outcome {
         LoginOutcome::LoggedIn => {
             // The form field first, else `?next=` of the URL the form was posted to.
-            let next = safe_next_or(next_field(&form.next), &auth.next_or("/"));
+            let next = safe_next_or(next_field(form.next.as_deref()), &auth.next_or("/"));
             return Ok(Redirect::to(&next).into_response());
         }
         LoginOutcome::InvalidCredentials => Refusal::wrong(INVALID_CREDENTIALS),
@@ -311,7 +311,7 @@ pub async fn reauth(
     mut auth: Auth,
     HtmlForm(form): HtmlForm<ReauthForm>,
 ) -> Result<Response, AppError> {
-    let next = next_field(&form.next);
+    let next = next_field(form.next.as_deref());
     let Some(user) = auth.user().cloned() else {
         return Ok(to_login(next));
     };
