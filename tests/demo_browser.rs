@@ -159,6 +159,16 @@ async fn remember_me_story(browser: Client, demo_url: String) {
     let page = source(&browser).await;
     assert!(page.contains("Hello, alice"), "{page}");
     assert!(page.contains("restored from remember-me"), "{page}");
+    // The dashboard's script creates an API token and shows how to use it.
+    click(&browser, "#token-form button").await;
+    let out = browser
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#token-out:not([hidden])"))
+        .await
+        .expect("the token is shown");
+    let shown = out.text().await.expect("the token text");
+    assert!(shown.contains("Authorization: Bearer "), "{shown}");
     let png = browser.screenshot().await.expect("a screenshot");
     let shot = profile_dir()
         .parent()

@@ -515,6 +515,31 @@ async fn remembered_session_must_reauthenticate_for_settings() {
 }
 
 #[tokio::test]
+async fn reauthentication_is_throttled_like_logins() {
+    // A stolen remember-me cookie must not buy unlimited password guesses on /reauth.
+    let demo = Demo::start_with(&[("DEMO_THROTTLE_MAX_FAILURES", "2")]);
+    let mut first = demo.client();
+    first.login_ok(ALICE, true).await;
+    let mut thief = reopened_browser(&demo, &remember_cookie(&first));
+    thief.get("/dashboard").await.assert_status(200);
+
+    for _ in 0..2 {
+        thief
+            .post_form("/reauth", &[("password", "guess"), ("next", "/settings")])
+            .await
+            .assert_status(401);
+    }
+    let resp = thief
+        .post_form("/reauth", &[("password", ALICE.1), ("next", "/settings")])
+        .await;
+    resp.assert_status(429);
+    assert!(resp.header("retry-after").is_some());
+    thief.get("/settings").await.assert_status(303);
+    // The account is locked for password logins too.
+    demo.client().login(ALICE, false).await.assert_status(429);
+}
+
+#[tokio::test]
 async fn password_change_ends_other_sessions_and_remember_tokens() {
     let demo = Demo::start();
     let new_password = "through-the-looking-glass";
