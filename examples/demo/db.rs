@@ -26,25 +26,31 @@ pub const MIN_PASSWORD_BYTES: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Checks a new username; the error is the message for the sign-up page.
-pub fn validate_username(username: &str) -> Result<(), &'static str> {
+pub fn validate_username(username: &str) -> Result<(), String> {
     if username.is_empty() {
-        Err("Choose a username.")
+        Err("Choose a username.".to_owned())
     } else if username.chars().count() > MAX_USERNAME_CHARS {
-        Err("Usernames are at most 64 characters long.")
+        Err(format!(
+            "Usernames are at most {MAX_USERNAME_CHARS} characters long."
+        ))
     } else if username.chars().any(char::is_control) || username.trim() != username {
         // Invisible differences make look-alike accounts.
-        Err("Usernames cannot contain control characters or start or end with a space.")
+        Err("Usernames cannot contain control characters or start or end with a space.".to_owned())
     } else {
         Ok(())
     }
 }
 
 /// Checks a new password; the error is the message for the form.
-pub fn validate_password(password: &str) -> Result<(), &'static str> {
+pub fn validate_password(password: &str) -> Result<(), String> {
     if password.len() < MIN_PASSWORD_BYTES {
-        Err("Use a password of at least 8 characters.")
+        Err(format!(
+            "Use a password of at least {MIN_PASSWORD_BYTES} characters."
+        ))
     } else if password.len() > MAX_PASSWORD_BYTES {
-        Err("Passwords are at most 1024 bytes long.")
+        Err(format!(
+            "Passwords are at most {MAX_PASSWORD_BYTES} bytes long."
+        ))
     } else {
         Ok(())
     }

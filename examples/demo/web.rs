@@ -1,7 +1,7 @@
 //! What every page needs: templates, flash messages, the app's error type (rendered as an
 //! HTML page) and a form extractor whose rejections are HTML pages too.
 
-use std::sync::OnceLock;
+use std::{fmt::Write as _, sync::OnceLock};
 
 use axum::{
     extract::{rejection::FormRejection, FromRequest, Request},
@@ -10,8 +10,6 @@ use axum::{
     Form,
 };
 use http::{header, HeaderValue, StatusCode};
-use std::fmt::Write as _;
-
 use minijinja::{
     context, escape_formatter, AutoEscape, Environment, ErrorKind, Output, State, Value,
 };

@@ -214,7 +214,7 @@ pub async fn register(
             &auth,
             StatusCode::UNPROCESSABLE_ENTITY,
             &form.username,
-            Some(problem),
+            Some(&problem),
         )
         .await;
     }
