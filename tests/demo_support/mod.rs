@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use cookie::Cookie;
@@ -61,14 +61,17 @@ pub fn demo_binary() -> PathBuf {
             bin.display()
         ),
     };
-    // A binary older than its sources would test yesterday's code.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in ["examples/demo", "src"] {
-        if let Some((source, modified)) = newest_file(&root.join(dir)) {
+    // A binary older than one of its sources would test yesterday's code. Cargo's dep-info
+    // file next to the binary lists exactly the files it was built from (the example's and
+    // the library's sources, templates, migrations).
+    let dep_info = bin.with_extension("d");
+    if let Ok(dep_info) = std::fs::read_to_string(&dep_info) {
+        for source in dep_info_sources(&dep_info) {
+            let modified = std::fs::metadata(&source).and_then(|m| m.modified());
             assert!(
-                modified <= built,
-                "the demo binary {} is older than {}: rebuild it with \
-                 `cargo build --example demo` (or run plain `cargo test`)",
+                modified.is_ok_and(|m| m <= built),
+                "the demo binary {} is older than {} (or that file is gone): rebuild it \
+                 with `cargo build --example demo` (or run plain `cargo test`)",
                 bin.display(),
                 source.display()
             );
@@ -77,23 +80,31 @@ pub fn demo_binary() -> PathBuf {
     bin
 }
 
-/// The most recently modified file under `dir`.
-fn newest_file(dir: &Path) -> Option<(PathBuf, SystemTime)> {
-    let mut newest: Option<(PathBuf, SystemTime)> = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let candidate = if path.is_dir() {
-            newest_file(&path)
-        } else {
-            entry.metadata().ok()?.modified().ok().map(|t| (path, t))
-        };
-        if let Some((path, time)) = candidate {
-            if newest.as_ref().is_none_or(|(_, t)| time > *t) {
-                newest = Some((path, time));
+/// The prerequisites of the first rule of a Makefile-style dep-info file
+/// (`target: dep dep ...`, spaces in paths escaped as `\ `).
+fn dep_info_sources(dep_info: &str) -> Vec<PathBuf> {
+    let Some((_, deps)) = dep_info.lines().next().and_then(|l| l.split_once(": ")) else {
+        return Vec::new();
+    };
+    let mut sources = Vec::new();
+    let mut current = String::new();
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // Only `\ ` is an escape: a Windows path keeps its backslashes.
+            '\\' if chars.peek() == Some(&' ') => current.extend(chars.next()),
+            ' ' => {
+                if !current.is_empty() {
+                    sources.push(PathBuf::from(std::mem::take(&mut current)));
+                }
             }
+            c => current.push(c),
         }
     }
-    newest
+    if !current.is_empty() {
+        sources.push(PathBuf::from(current));
+    }
+    sources
 }
 
 /// A running demo process with its own temporary database; killed when dropped.
