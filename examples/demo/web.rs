@@ -93,6 +93,16 @@ pub async fn page(auth: &Auth, template: &str, ctx: Value) -> Result<Html<String
     render(template, context! { current_user, flashes, ..ctx })
 }
 
+/// [`page`] with a status: a form shown again with its error (401, 409, 422, 429).
+pub async fn page_with_status(
+    auth: &Auth,
+    status: StatusCode,
+    template: &str,
+    ctx: Value,
+) -> Result<Response, AppError> {
+    Ok((status, page(auth, template, ctx).await?).into_response())
+}
+
 /// A one-time message shown on the next page rendered for this session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Flash {

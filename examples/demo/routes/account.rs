@@ -13,7 +13,7 @@ use crate::{
     app::{AppState, Auth},
     db::{self, User},
     routes::auth::check_password,
-    web::{flash, format_time, format_unix, page, AppError, Flash, HtmlForm},
+    web::{flash, format_time, format_unix, page, page_with_status, AppError, Flash, HtmlForm},
 };
 
 /// `GET /dashboard` (login required).
@@ -41,7 +41,7 @@ async fn render_settings(
         error,
         min_password => db::MIN_PASSWORD_BYTES,
     };
-    Ok((status, page(auth, "settings.html", ctx).await?).into_response())
+    page_with_status(auth, status, "settings.html", ctx).await
 }
 
 /// `GET /settings` (fresh login required: a remembered session re-enters the password).

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::{
     app::{AppState, Auth},
     db::{self, User},
-    web::{self, flash, page, query_param, AppError, Flash, HtmlForm},
+    web::{self, flash, page_with_status, query_param, AppError, Flash, HtmlForm},
 };
 
 /// The one failure message: unknown user, wrong password, disabled account and an oversized
@@ -57,7 +57,7 @@ async fn render_login(
         remember => view.remember,
         error => view.error,
     };
-    Ok((status, page(auth, "login.html", ctx).await?).into_response())
+    page_with_status(auth, status, "login.html", ctx).await
 }
 
 /// The login form; `?next=` travels in a hidden field (escaped by the template).
@@ -192,7 +192,7 @@ async fn render_register(
         min_password => db::MIN_PASSWORD_BYTES,
         max_username => db::MAX_USERNAME_CHARS,
     };
-    Ok((status, page(auth, "register.html", ctx).await?).into_response())
+    page_with_status(auth, status, "register.html", ctx).await
 }
 
 /// `GET /register`.
@@ -286,7 +286,7 @@ async fn render_reauth(
     error: Option<String>,
 ) -> Result<Response, AppError> {
     let ctx = context! { username => &user.username, next, error };
-    Ok((status, page(auth, "reauth.html", ctx).await?).into_response())
+    page_with_status(auth, status, "reauth.html", ctx).await
 }
 
 /// Nobody to re-authenticate: off to the login page, keeping `next`.
