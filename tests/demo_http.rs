@@ -678,6 +678,20 @@ async fn devices_lists_and_revokes_remembered_browsers() {
     let resp = one.post_form("/devices/not-a-device/revoke", &[]).await;
     resp.assert_status(303);
     assert_eq!(device_ids(&one.get("/devices").await.body).len(), 1);
+
+    // Revoke all, this browser included: its cookie is expired too.
+    let one_token = remember_cookie(&one);
+    let resp = one.post_form("/devices/revoke-all", &[]).await;
+    resp.assert_status(303);
+    assert!(one.cookie("remember_token").is_none());
+    let page = one.get("/devices").await;
+    page.assert_status(200);
+    assert!(device_ids(&page.body).is_empty(), "{}", page.body);
+    assert!(page.body.contains("1 remembered device signed out."));
+    reopened_browser(&demo, &one_token)
+        .get("/dashboard")
+        .await
+        .assert_status(303);
 }
 
 #[tokio::test]
@@ -797,6 +811,15 @@ async fn api_me_and_tokens() {
     resp.assert_status(200);
     assert_eq!(resp.json(), serde_json::json!({ "username": "alice" }));
     assert!(resp.set_cookie("session").is_none());
+
+    // API tokens are for the API: the HTML pages want a session.
+    for page in ["/dashboard", "/settings"] {
+        let resp = demo
+            .client()
+            .get_with(page, &[("authorization", &bearer)])
+            .await;
+        resp.assert_status(303);
+    }
 
     let forged = format!("Bearer {}", "A".repeat(43));
     for header in [forged.as_str(), "Bearer nonsense", "Basic YWxpY2U6eA=="] {

@@ -222,8 +222,14 @@ impl UserLoader for Users {
             .await
     }
 
-    /// `Authorization: Bearer <token>` for tokens made by `POST /api/tokens`.
+    /// `Authorization: Bearer <token>` for tokens made by `POST /api/tokens`, on the JSON API
+    /// only. The library counts such a login as fresh (the credential comes with every
+    /// request), so on the HTML pages a token would pass `FreshLoginRequired` and reach the
+    /// password change, which needs a session (`update_session_auth_hash`).
     async fn load_user_from_request(&self, parts: &Parts) -> Result<Option<User>, sqlx::Error> {
+        if !parts.uri.path().starts_with("/api/") {
+            return Ok(None);
+        }
         let Some(token) = bearer_token(parts) else {
             return Ok(None);
         };
