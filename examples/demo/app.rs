@@ -1,0 +1,165 @@
+//! Wiring: the login manager, the layers and the routes.
+
+use std::time::Instant;
+
+use axum::{
+    extract::Request,
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+    Router,
+};
+use http::StatusCode;
+use login_manager::{
+    guard::{Client, Reason, Rejection},
+    permission_required, AuthSession, CrossOriginProtection, LoginManager, LoginThrottle,
+    LoginView, PasswordHasher, PasswordLogin, Remember,
+};
+use sqlx::SqlitePool;
+use tower_sessions::{cookie::SameSite, SessionManagerLayer};
+
+use crate::{
+    config::Config,
+    db::Users,
+    routes::{account, admin, api, auth, pages},
+    stores::{self, Stores},
+    web::{self, Flash, PendingFlash},
+};
+
+/// The login state of a request, typed by the demo's loader.
+pub type Auth = AuthSession<Users>;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub users: Users,
+    /// Password checks for `POST /login` (hasher + throttle).
+    pub login: PasswordLogin,
+    /// The same throttle, also guarding the password re-entry of `/reauth` and
+    /// `/settings/password`: a stolen remember-me cookie must not buy unlimited guesses.
+    pub throttle: LoginThrottle,
+}
+
+impl AppState {
+    pub fn db(&self) -> &SqlitePool {
+        self.users.pool()
+    }
+
+    pub fn hasher(&self) -> &PasswordHasher {
+        self.login.hasher()
+    }
+}
+
+/// The whole app, ready to serve.
+pub fn build(config: &Config, pool: SqlitePool, hasher: PasswordHasher, stores: Stores) -> Router {
+    let users = Users::new(pool);
+    let throttle = LoginThrottle::new(stores.throttle).max_failures(config.throttle_max_failures);
+    let state = AppState {
+        users: users.clone(),
+        login: PasswordLogin::new(hasher).throttle(throttle.clone()),
+        throttle,
+    };
+
+    let remember = Remember::new(stores.remember)
+        .secure(config.secure_cookies)
+        .duration(config.remember_duration)
+        .grace_period(config.remember_grace);
+    stores::spawn_cleanup(stores.sessions.clone(), remember.store().clone());
+
+    let manager = LoginManager::new(users)
+        .login_view("/login")
+        .refresh_view("/reauth")
+        .remember(remember)
+        .idle_timeout(config.idle_timeout)
+        .absolute_timeout(config.absolute_timeout)
+        .unauthorized_handler(unauthorized);
+
+    // Lax like the remember cookie (tower-sessions defaults to Strict): with a Strict session
+    // cookie, arriving from a link on another site would look logged out and restore a new,
+    // non-fresh session from the Lax remember cookie. Unsafe cross-site requests are refused
+    // by `CrossOriginProtection` instead. No expiry: the cookie ends with the browser, which
+    // is what "remember me" is for.
+    let sessions = SessionManagerLayer::new(stores.sessions)
+        .with_name("session")
+        .with_secure(config.secure_cookies)
+        .with_same_site(SameSite::Lax);
+
+    // `permission_required` as a route layer; `LoginView` sends this router's anonymous
+    // visitors to its own login page.
+    let admin = Router::new()
+        .route("/admin", get(admin::index))
+        .route_layer(permission_required("admin"))
+        .layer(LoginView::new("/admin/login"));
+
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/static/style.css", get(pages::stylesheet))
+        .route("/login", get(auth::login_form).post(auth::login))
+        .route("/admin/login", get(auth::admin_login_form))
+        .route("/logout", post(auth::logout))
+        .route("/register", get(auth::register_form).post(auth::register))
+        .route("/reauth", get(auth::reauth_form).post(auth::reauth))
+        .route("/dashboard", get(account::dashboard))
+        .route("/settings", get(account::settings))
+        .route("/settings/password", post(account::change_password))
+        .route("/devices", get(account::devices))
+        .route("/devices/revoke-all", post(account::revoke_all_devices))
+        .route("/devices/{id}/revoke", post(account::revoke_device))
+        .route("/api/me", get(api::me))
+        .route("/api/tokens", post(api::create_token))
+        .merge(admin)
+        .fallback(pages::not_found)
+        .method_not_allowed_fallback(pages::method_not_allowed)
+        .with_state(state)
+        // Inside the session layer, which it needs; outside the routes, whose guards
+        // attach the flash.
+        .layer(middleware::from_fn(web::apply_pending_flash))
+        .layer(manager.into_layer())
+        .layer(sessions)
+        // Outermost but for logging: a refused cross-origin request touches no session.
+        .layer(CrossOriginProtection::new())
+        .layer(middleware::from_fn(log_request))
+}
+
+/// The guards' answers, as the library makes them, plus Flask-Login's flash messages for
+/// browsers ("Please log in to access this page.") and an HTML page for a missing
+/// permission. JSON clients keep the library's JSON.
+fn unauthorized(rejection: Rejection) -> Response {
+    let browser = rejection.client != Client::Json;
+    let message = match &rejection.reason {
+        Reason::Forbidden { .. } if browser => {
+            return web::error_page(
+                StatusCode::FORBIDDEN,
+                "Your account does not have the permission to see this page.",
+            );
+        }
+        Reason::LoginRequired if browser => Some("Please log in to access this page."),
+        Reason::FreshLoginRequired { .. } if browser => {
+            Some("Please reauthenticate to access this page.")
+        }
+        _ => None,
+    };
+    let mut response = rejection.into_default_response();
+    if let Some(message) = message {
+        response
+            .extensions_mut()
+            .insert(PendingFlash(Flash::info(message)));
+    }
+    response
+}
+
+/// One log line per request. The path is logged with `?` (escaped): it is attacker text.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        ?path,
+        status = response.status().as_u16(),
+        elapsed = ?started.elapsed(),
+        "request"
+    );
+    response
+}

@@ -1,0 +1,306 @@
+//! The users database: the `User` type, the `Users` loader the login manager calls, API
+//! tokens, and first-start seeding.
+
+use std::{collections::HashSet, str::FromStr, time::Duration as StdDuration};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use http::{header, request::Parts};
+use login_manager::{async_trait, AuthUser, PasswordHasher, PasswordUserLoader, UserLoader};
+use rand::{rngs::OsRng, RngCore};
+use sha2::{Digest, Sha256};
+use sqlx::{
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
+    SqlitePool,
+};
+
+/// Accounts created on first start: (username, password, permissions).
+pub const SEED_ACCOUNTS: &[(&str, &str, &[&str])] = &[
+    ("alice", "wonderland-rabbit-hole", &[]),
+    ("admin", "queen-of-hearts-croquet", &["admin"]),
+];
+
+/// Registration limits (DEMO.md, `POST /register`); passwords are measured in bytes because
+/// that is what the hasher's 1024-byte cap counts.
+pub const MAX_USERNAME_CHARS: usize = 64;
+pub const MIN_PASSWORD_BYTES: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Checks a new username; the error is the message for the sign-up page.
+pub fn validate_username(username: &str) -> Result<(), String> {
+    if username.is_empty() {
+        Err("Choose a username.".to_owned())
+    } else if username.chars().count() > MAX_USERNAME_CHARS {
+        Err(format!(
+            "Usernames are at most {MAX_USERNAME_CHARS} characters long."
+        ))
+    } else if username.chars().any(char::is_control) || username.trim() != username {
+        // Invisible differences make look-alike accounts.
+        Err("Usernames cannot contain control characters or start or end with a space.".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a new password; the error is the message for the form.
+pub fn validate_password(password: &str) -> Result<(), String> {
+    if password.len() < MIN_PASSWORD_BYTES {
+        Err(format!(
+            "Use a password of at least {MIN_PASSWORD_BYTES} characters."
+        ))
+    } else if password.len() > MAX_PASSWORD_BYTES {
+        Err(format!(
+            "Passwords are at most {MAX_PASSWORD_BYTES} bytes long."
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Opens (creating if needed) the database and applies the embedded migrations.
+pub async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        // WAL lets page views read while a login writes; the busy timeout makes concurrent
+        // writers wait for each other instead of failing with "database is locked".
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(StdDuration::from_secs(5))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new().connect_with(options).await?;
+    sqlx::migrate!("examples/demo/migrations")
+        .run(&pool)
+        .await?;
+    Ok(pool)
+}
+
+/// Creates the seed accounts that do not exist yet (an existing account keeps whatever
+/// password its owner set).
+pub async fn seed(pool: &SqlitePool, hasher: &PasswordHasher) -> Result<(), SeedError> {
+    for (username, password, permissions) in SEED_ACCOUNTS {
+        let exists = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(pool)
+            .await?;
+        if exists.is_some() {
+            continue;
+        }
+        let hash = hasher.hash(password).await?;
+        let id = insert_user(pool, username, &hash).await?;
+        for permission in *permissions {
+            sqlx::query("INSERT INTO user_permissions (user_id, permission) VALUES (?, ?)")
+                .bind(id)
+                .bind(permission)
+                .execute(pool)
+                .await?;
+        }
+        tracing::info!(username, "seeded account");
+    }
+    Ok(())
+}
+
+/// Why seeding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("password hashing: {0}")]
+    Hash(#[from] login_manager::Error),
+}
+
+/// Inserts a user; a taken username is a unique-constraint error (see [`is_unique_violation`]).
+pub async fn insert_user(
+    pool: &SqlitePool,
+    username: &str,
+    password_hash: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(unix_now())
+    .fetch_one(pool)
+    .await
+}
+
+/// Whether `err` is a UNIQUE violation: checking for the username first would race with a
+/// concurrent registration, the constraint does not.
+pub fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+pub async fn set_password_hash(
+    pool: &SqlitePool,
+    user_id: i64,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(password_hash)
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Every user, for the admin page: (user, comma-separated permissions).
+pub async fn all_users(pool: &SqlitePool) -> Result<Vec<(User, String)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: User,
+        permissions: String,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at,
+                COALESCE(GROUP_CONCAT(p.permission, ', '), '') AS permissions
+         FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id
+         GROUP BY u.id ORDER BY u.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user, r.permissions)).collect())
+}
+
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A user row. No `Debug`: it holds the password hash, which must not end up in logs.
+#[derive(Clone, sqlx::FromRow)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+impl AuthUser for User {
+    type Id = i64;
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    // The password hash changes (new salt) on every password change, so a change ends every
+    // other session and revokes every remember-me token of the user.
+    fn session_auth_hash(&self) -> &[u8] {
+        self.password_hash.as_bytes()
+    }
+
+    fn is_active(&self) -> bool {
+        !self.disabled
+    }
+}
+
+const USER_COLUMNS: &str = "id, username, password_hash, disabled, created_at";
+
+/// The user loader: every login-manager look-up goes through here.
+#[derive(Clone)]
+pub struct Users {
+    pool: SqlitePool,
+}
+
+impl Users {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl UserLoader for Users {
+    type User = User;
+    type Error = sqlx::Error;
+
+    async fn load_user(&self, id: &i64) -> Result<Option<User>, sqlx::Error> {
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// `Authorization: Bearer <token>` for tokens made by `POST /api/tokens`, on the JSON API
+    /// only. The library counts such a login as fresh (the credential comes with every
+    /// request), so on the HTML pages a token would pass `FreshLoginRequired` and reach the
+    /// password change, which needs a session (`update_session_auth_hash`).
+    async fn load_user_from_request(&self, parts: &Parts) -> Result<Option<User>, sqlx::Error> {
+        if !parts.uri.path().starts_with("/api/") {
+            return Ok(None);
+        }
+        let Some(token) = bearer_token(parts) else {
+            return Ok(None);
+        };
+        sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE id = (SELECT user_id FROM api_tokens WHERE token_sha256 = ?)"
+        ))
+        .bind(token_digest(token))
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    async fn permissions(&self, user: &User) -> Result<HashSet<String>, sqlx::Error> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT permission FROM user_permissions WHERE user_id = ?")
+                .bind(user.id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+}
+
+#[async_trait]
+impl PasswordUserLoader for Users {
+    async fn load_user_by_username(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    fn password_hash<'a>(&self, user: &'a User) -> Option<&'a str> {
+        Some(&user.password_hash)
+    }
+
+    async fn save_password_hash(&self, user: &User, new_hash: &str) -> Result<(), sqlx::Error> {
+        set_password_hash(&self.pool, user.id, new_hash).await
+    }
+}
+
+/// The token of an `Authorization: Bearer` header, when it has the shape of ours (43
+/// base64url characters): anything else is not worth a database query.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    let well_formed = token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (scheme.eq_ignore_ascii_case("bearer") && well_formed).then_some(token)
+}
+
+fn token_digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Creates an API token for `user_id` and returns it; only its SHA-256 is stored.
+pub async fn create_api_token(pool: &SqlitePool, user_id: i64) -> Result<String, sqlx::Error> {
+    // 32 random bytes from the OS: unguessable, so a fast hash is enough to store (no argon2:
+    // there is nothing to brute-force, and it is checked on every API request).
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
+        .bind(user_id)
+        .bind(token_digest(&token))
+        .bind(unix_now())
+        .execute(pool)
+        .await?;
+    Ok(token)
+}

@@ -1,0 +1,116 @@
+//! The login-manager demo: a small web app using every feature of the library.
+//!
+//! ```text
+//! cargo run --example demo
+//! ```
+//!
+//! Then open the printed URL and log in as `alice` / `wonderland-rabbit-hole` (or `admin` /
+//! `queen-of-hearts-croquet`). Settings come from the environment; see `config.rs`. The HTTP
+//! contract this app follows is DEMO.md.
+
+mod app;
+mod config;
+mod db;
+mod routes;
+mod stores;
+mod web;
+
+use std::{io::IsTerminal, net::SocketAddr, process::ExitCode};
+
+use login_manager::PasswordHasher;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::{config::Config, stores::Stores};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Logs go to stderr: stdout carries only the start-up lines, which scripts and the tests
+    // read.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("demo: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("demo: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    web::init_templates()?;
+    let pool = db::connect(&config.database_url)
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
+    let hasher = PasswordHasher::new();
+    db::seed(&pool, &hasher).await?;
+    let stores = Stores::new(&pool).await?;
+    let app = app::build(&config, pool, hasher, stores);
+
+    let listener = TcpListener::bind(&config.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    // The tests parse this line for the real port (`DEMO_ADDR=127.0.0.1:0`).
+    println!("Listening on http://{}", listener.local_addr()?);
+    println!("Demo accounts (created on first start):");
+    for (username, password, permissions) in db::SEED_ACCOUNTS {
+        let extra = if permissions.is_empty() {
+            String::new()
+        } else {
+            format!("  (permissions: {})", permissions.join(", "))
+        };
+        println!("  {username} / {password}{extra}");
+    }
+
+    // The peer address feeds the login throttle and session protection.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (`docker stop`, systemd).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,327 @@
+//! Logging in and out, signing up, and re-entering the password (`/reauth`).
+
+use std::time::Duration;
+
+use axum::{
+    extract::{RawQuery, State},
+    response::{IntoResponse, Redirect, Response},
+};
+use http::StatusCode;
+use login_manager::{
+    redirect::login_url, safe_next_or, AuthUser, Error, LoginOptions, LoginOutcome,
+};
+use minijinja::context;
+use serde::Deserialize;
+
+use crate::{
+    app::{AppState, Auth},
+    db::{self, User},
+    web::{self, flash, page_with_status, query_param, AppError, Flash, HtmlForm},
+};
+
+/// The one failure message: unknown user, wrong password, disabled account and an oversized
+/// password must not be told apart.
+const INVALID_CREDENTIALS: &str = "Invalid username or password.";
+
+/// Missing fields are empty rather than a 422, so that a broken form gets the ordinary
+/// failure answer (and is counted by the throttle like any other failure).
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    remember: Option<String>,
+    next: Option<String>,
+}
+
+/// What the login page shows besides the form.
+#[derive(Default)]
+struct LoginPage<'a> {
+    admin: bool,
+    next: Option<&'a str>,
+    username: &'a str,
+    remember: bool,
+    error: Option<String>,
+}
+
+async fn render_login(
+    auth: &Auth,
+    status: StatusCode,
+    view: LoginPage<'_>,
+) -> Result<Response, AppError> {
+    let ctx = context! {
+        admin => view.admin,
+        next => view.next,
+        username => view.username,
+        remember => view.remember,
+        error => view.error,
+    };
+    page_with_status(auth, status, "login.html", ctx).await
+}
+
+/// The login form; `?next=` travels in a hidden field (escaped by the template).
+async fn show_login(auth: Auth, query: Option<String>, admin: bool) -> Result<Response, AppError> {
+    let next = query_param(query.as_deref(), "next");
+    let view = LoginPage {
+        admin,
+        next: next.as_deref(),
+        ..LoginPage::default()
+    };
+    render_login(&auth, StatusCode::OK, view).await
+}
+
+/// `GET /login`.
+pub async fn login_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+    show_login(auth, query, false).await
+}
+
+/// `GET /admin/login`: the admin area's login view (same form, posting to `/login`).
+pub async fn admin_login_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+    show_login(auth, query, true).await
+}
+
+/// `on`, `true` or `1` (the checkbox sends `on`; scripts may send the others).
+fn is_checked(value: Option<&str>) -> bool {
+    value.is_some_and(|v| {
+        ["on", "true", "1"]
+            .iter()
+            .any(|t| v.eq_ignore_ascii_case(t))
+    })
+}
+
+/// A `next` form field; the hidden field is always sent, so empty means absent.
+fn next_field(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| !n.is_empty())
+}
+
+/// `POST /login`: the library's throttled, enumeration-safe password login.
+pub async fn login(
+    State(app): State<AppState>,
+    mut auth: Auth,
+    HtmlForm(form): HtmlForm<LoginForm>,
+) -> Result<Response, AppError> {
+    let remember = is_checked(form.remember.as_deref());
+    let options = LoginOptions::new().remember(remember);
+    let outcome = auth
+        .login_with_password(&app.login, &form.username, &form.password, options)
+        .await?;
+    let view = LoginPage {
+        next: next_field(form.next.as_deref()),
+        username: &form.username,
+        remember,
+        ..LoginPage::default()
+    };
+    let refusal = match outcome {
+        LoginOutcome::LoggedIn => {
+            // The form field first, else `?next=` of the URL the form was posted to.
+            let next = safe_next_or(next_field(form.next.as_deref()), &auth.next_or("/"));
+            return Ok(Redirect::to(&next).into_response());
+        }
+        LoginOutcome::InvalidCredentials => Refusal::wrong(INVALID_CREDENTIALS),
+        LoginOutcome::Throttled { retry_after } => Refusal::throttled(retry_after),
+    };
+    let view = LoginPage {
+        error: Some(refusal.message.clone()),
+        ..view
+    };
+    let response = render_login(&auth, refusal.status, view).await?;
+    Ok(refusal.apply(response))
+}
+
+/// A refused password: `401` with a message, or `429` with `Retry-After` when throttled.
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    fn wrong(message: &str) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.to_owned(),
+            retry_after: None,
+        }
+    }
+
+    fn throttled(retry_after: Duration) -> Self {
+        let minutes = retry_after.as_secs().div_ceil(60).max(1);
+        let unit = if minutes == 1 { "minute" } else { "minutes" };
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!("Too many failed attempts. Try again in {minutes} {unit}."),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    /// Adds `Retry-After` to the page rendered for this refusal.
+    pub fn apply(&self, mut response: Response) -> Response {
+        if let Some(retry_after) = self.retry_after {
+            web::insert_retry_after(&mut response, retry_after);
+        }
+        response
+    }
+}
+
+/// `POST /logout`: the library deletes the remember-me token and expires its cookie, and
+/// moves the session to a new id (the old one is dead); the flash goes into that new one.
+pub async fn logout(mut auth: Auth) -> Result<Redirect, AppError> {
+    auth.logout_user().await?;
+    flash(auth.session()?, Flash::success("Logged out.")).await?;
+    Ok(Redirect::to("/"))
+}
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn render_register(
+    auth: &Auth,
+    status: StatusCode,
+    username: &str,
+    error: Option<&str>,
+) -> Result<Response, AppError> {
+    let ctx = context! {
+        username,
+        error,
+        min_password => db::MIN_PASSWORD_BYTES,
+        max_username => db::MAX_USERNAME_CHARS,
+    };
+    page_with_status(auth, status, "register.html", ctx).await
+}
+
+/// `GET /register`.
+pub async fn register_form(auth: Auth) -> Result<Response, AppError> {
+    render_register(&auth, StatusCode::OK, "", None).await
+}
+
+/// `POST /register`: `303` to `/login`, `409` for a taken name, `422` for invalid input.
+pub async fn register(
+    State(app): State<AppState>,
+    auth: Auth,
+    HtmlForm(form): HtmlForm<RegisterForm>,
+) -> Result<Response, AppError> {
+    let invalid = db::validate_username(&form.username)
+        .err()
+        .or_else(|| db::validate_password(&form.password).err());
+    if let Some(problem) = invalid {
+        return render_register(
+            &auth,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form.username,
+            Some(&problem),
+        )
+        .await;
+    }
+    let hash = app.hasher().hash(&form.password).await?;
+    match db::insert_user(app.db(), &form.username, &hash).await {
+        Ok(_) => {
+            let message = format!("Welcome, {}! Your account is ready: log in.", form.username);
+            flash(auth.session()?, Flash::success(message)).await?;
+            Ok(Redirect::to("/login").into_response())
+        }
+        Err(err) if db::is_unique_violation(&err) => {
+            render_register(
+                &auth,
+                StatusCode::CONFLICT,
+                &form.username,
+                Some("That username is taken. Choose another one."),
+            )
+            .await
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Re-checks the signed-in `user`'s password, counted by the same throttle as logins (per
+/// account and address): whoever holds a session, for instance one restored from a stolen
+/// remember-me cookie, gets no more guesses here than on the login form.
+pub async fn check_password(
+    app: &AppState,
+    auth: &Auth,
+    user: &User,
+    password: &str,
+) -> Result<Result<(), Refusal>, AppError> {
+    let addr = app.throttle.client_addr_of(auth.peer_info());
+    match app.throttle.check(&user.username, addr).await {
+        Ok(()) => {}
+        Err(Error::Throttled { retry_after }) => return Ok(Err(Refusal::throttled(retry_after))),
+        Err(err) => return Err(err.into()),
+    }
+    let valid = match app
+        .hasher()
+        .verify_user(password, Some(&user.password_hash))
+        .await
+    {
+        Ok(verified) => verified.valid,
+        Err(Error::PasswordTooLong { .. }) => false,
+        Err(err) => return Err(err.into()),
+    };
+    if valid {
+        app.throttle.record_success(&user.username).await?;
+        Ok(Ok(()))
+    } else {
+        app.throttle.record_failure(&user.username, addr).await?;
+        Ok(Err(Refusal::wrong("Wrong password.")))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReauthForm {
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+async fn render_reauth(
+    auth: &Auth,
+    status: StatusCode,
+    user: &User,
+    next: Option<&str>,
+    error: Option<String>,
+) -> Result<Response, AppError> {
+    let ctx = context! { username => &user.username, next, error };
+    page_with_status(auth, status, "reauth.html", ctx).await
+}
+
+/// Nobody to re-authenticate: off to the login page, keeping `next`.
+fn to_login(next: Option<&str>) -> Response {
+    let next = next.and_then(login_manager::safe_next);
+    Redirect::to(&login_url("/login", next.as_deref())).into_response()
+}
+
+/// `GET /reauth`: the password re-entry form for a session that is not fresh.
+pub async fn reauth_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+    let next = query_param(query.as_deref(), "next");
+    match auth.user() {
+        Some(user) => render_reauth(&auth, StatusCode::OK, user, next.as_deref(), None).await,
+        None => Ok(to_login(next.as_deref())),
+    }
+}
+
+/// `POST /reauth`: a correct password makes the session fresh (`confirm_login`, which also
+/// gives it a new id), then `303` to `next`.
+pub async fn reauth(
+    State(app): State<AppState>,
+    mut auth: Auth,
+    HtmlForm(form): HtmlForm<ReauthForm>,
+) -> Result<Response, AppError> {
+    let next = next_field(form.next.as_deref());
+    let Some(user) = auth.user().cloned() else {
+        return Ok(to_login(next));
+    };
+    if let Err(refusal) = check_password(&app, &auth, &user, &form.password).await? {
+        let message = Some(refusal.message.clone());
+        let response = render_reauth(&auth, refusal.status, &user, next, message).await?;
+        return Ok(refusal.apply(response));
+    }
+    auth.confirm_login().await?;
+    tracing::info!(user_id = user.id(), "re-authenticated");
+    let target = safe_next_or(next, &auth.next_or("/"));
+    Ok(Redirect::to(&target).into_response())
+}

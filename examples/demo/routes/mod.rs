@@ -1,0 +1,7 @@
+//! The handlers, one module per area.
+
+pub mod account;
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod pages;

@@ -1,0 +1,280 @@
+//! The remember-me story in a real browser (headless Chromium through chromedriver): log in
+//! with "Remember me", lose the session cookie as a closed browser does, come back
+//! remembered, re-authenticate for the settings, log out, and check that the saved remember
+//! cookie is dead. Also saves a screenshot of the dashboard to `target/demo-dashboard.png`.
+//!
+//! Needs `chromedriver` and `chromium` (Debian: `apt-get install chromium chromium-driver`),
+//! found on `PATH` or through `CHROMEDRIVER` / `CHROME_BIN`. Without them the test fails
+//! when `CI=true` and is skipped, loudly, otherwise.
+
+mod demo_support;
+
+use std::{
+    io::Write,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use demo_support::{profile_dir, Demo, ALICE};
+use fantoccini::{wd::Capabilities, Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+/// How long a page may take to appear after a navigation or a form submission.
+const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The first of `names` found as an executable on `PATH` (or the path in `env_var`).
+fn find_executable(env_var: &str, names: &[&str]) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let dirs = std::env::var_os("PATH")?;
+    std::env::split_paths(&dirs)
+        .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
+        .find(|path| path.is_file())
+}
+
+/// A chromedriver process, killed when dropped.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start(path: &Path) -> Self {
+        // A free port: bind to 0, read it, release it for chromedriver.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(path)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+        let driver = ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        driver
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the browser shows a page at `path` (a redirect chain may still be running).
+async fn wait_for_path(browser: &Client, path: &str) -> url::Url {
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    loop {
+        let url = browser.current_url().await.expect("the current URL");
+        if url.path() == path {
+            return url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the browser stayed at {url}, expected {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn source(browser: &Client) -> String {
+    browser.source().await.expect("the page source")
+}
+
+async fn fill(browser: &Client, css: &str, text: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .send_keys(text)
+        .await
+        .expect("typing");
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .expect("clicking");
+}
+
+async fn cookie_value(browser: &Client, name: &str) -> Option<String> {
+    browser
+        .get_named_cookie(name)
+        .await
+        .ok()
+        .map(|c| c.value().to_owned())
+}
+
+/// The story; panics on the first difference.
+async fn remember_me_story(browser: Client, demo_url: String) {
+    let url = |path: &str| format!("{demo_url}{path}");
+
+    // Log in with "Remember me".
+    browser
+        .goto(&url("/login?next=%2Fdashboard"))
+        .await
+        .expect("the login page");
+    fill(&browser, "input[name=username]", ALICE.0).await;
+    fill(&browser, "input[name=password]", ALICE.1).await;
+    click(&browser, "input[name=remember]").await;
+    click(&browser, r#"form[action="/login"] button[type=submit]"#).await;
+    wait_for_path(&browser, "/dashboard").await;
+    assert!(source(&browser).await.contains("Hello, alice"));
+    assert!(cookie_value(&browser, "remember_token").await.is_some());
+    assert!(cookie_value(&browser, "session").await.is_some());
+
+    // The browser is closed: its session cookie (no expiry) is gone, the remember cookie
+    // (Max-Age) is not.
+    browser
+        .delete_cookie("session")
+        .await
+        .expect("deleting the session cookie");
+
+    // Back again: remembered, in a new session that is not fresh.
+    browser.goto(&url("/dashboard")).await.expect("dashboard");
+    wait_for_path(&browser, "/dashboard").await;
+    let page = source(&browser).await;
+    assert!(page.contains("Hello, alice"), "{page}");
+    assert!(page.contains("restored from remember-me"), "{page}");
+    // The dashboard's script creates an API token and shows how to use it.
+    click(&browser, "#token-form button").await;
+    let out = browser
+        .wait()
+        .at_most(PAGE_TIMEOUT)
+        .for_element(Locator::Css("#token-out:not([hidden])"))
+        .await
+        .expect("the token is shown");
+    let shown = out.text().await.expect("the token text");
+    assert!(shown.contains("Authorization: Bearer "), "{shown}");
+    let png = browser.screenshot().await.expect("a screenshot");
+    let shot = profile_dir()
+        .parent()
+        .expect("the target directory")
+        .join("demo-dashboard.png");
+    std::fs::write(&shot, png).expect("saving the screenshot");
+    eprintln!("dashboard screenshot: {}", shot.display());
+
+    // The settings want the password again.
+    browser.goto(&url("/settings")).await.expect("settings");
+    let at = wait_for_path(&browser, "/reauth").await;
+    assert_eq!(at.query(), Some("next=%2Fsettings"));
+    assert!(source(&browser)
+        .await
+        .contains("Please reauthenticate to access this page."));
+    fill(&browser, "input[name=password]", ALICE.1).await;
+    click(&browser, r#"form[action="/reauth"] button[type=submit]"#).await;
+    wait_for_path(&browser, "/settings").await;
+    assert!(source(&browser).await.contains("Change password"));
+
+    // Log out, keeping a copy of the remember cookie as a thief would.
+    let saved = browser
+        .get_named_cookie("remember_token")
+        .await
+        .expect("still remembered before logging out");
+    click(&browser, r#"form[action="/logout"] button[type=submit]"#).await;
+    wait_for_path(&browser, "/").await;
+    let page = source(&browser).await;
+    assert!(page.contains("Logged out."), "{page}");
+    assert!(!page.contains("Signed in as"), "{page}");
+    assert_eq!(cookie_value(&browser, "remember_token").await, None);
+
+    // The saved copy no longer signs anyone in.
+    let _ = browser.delete_cookie("session").await;
+    browser.add_cookie(saved).await.expect("restoring the copy");
+    browser.goto(&url("/dashboard")).await.expect("dashboard");
+    let at = wait_for_path(&browser, "/login").await;
+    assert_eq!(at.query(), Some("next=%2Fdashboard"));
+    let page = source(&browser).await;
+    assert!(
+        page.contains("Please log in to access this page."),
+        "{page}"
+    );
+    assert!(!page.contains("Hello, alice"));
+}
+
+#[tokio::test]
+async fn remember_me_in_a_real_browser() {
+    let driver_path = find_executable("CHROMEDRIVER", &["chromedriver"]);
+    let chrome_path = find_executable(
+        "CHROME_BIN",
+        &["chromium", "chromium-browser", "google-chrome"],
+    );
+    let (Some(driver_path), Some(chrome_path)) = (driver_path, chrome_path) else {
+        let message = "chromedriver and chromium are needed for tests/demo_browser.rs \
+                       (Debian: apt-get install chromium chromium-driver; or set CHROMEDRIVER \
+                       and CHROME_BIN)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{message}");
+        }
+        // Straight to stderr: `eprintln!` would be captured, and hidden, by the test harness.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED: remember_me_in_a_real_browser: {message} ***\n"
+        );
+        return;
+    };
+
+    let demo = Demo::start();
+    let driver = ChromeDriver::start(&driver_path);
+    let profile = tempfile::tempdir().expect("a browser profile directory");
+    let mut capabilities = Capabilities::new();
+    capabilities.insert(
+        "goog:chromeOptions".to_owned(),
+        json!({
+            "binary": chrome_path,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        }),
+    );
+    let mut builder = ClientBuilder::new(HttpConnector::new());
+    builder.capabilities(capabilities);
+    let browser = builder
+        .connect(&driver.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot start a browser session via chromedriver: {e}"));
+
+    // On its own task, so that a failed assertion still lets us close the browser (a
+    // chromedriver killed with its session open can leave Chromium running).
+    let story = tokio::spawn(remember_me_story(browser.clone(), demo.base.clone())).await;
+    let _ = browser.close().await;
+    drop(driver);
+    if let Err(err) = story {
+        match err.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(err) => panic!("the browser story did not finish: {err}"),
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! Runs the demo binary for black-box tests, and a small HTTP client that keeps cookies the
+//! way a browser does but lets the test see and change every one of them.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use cookie::Cookie;
+use reqwest::{header::HeaderMap, redirect::Policy, Method};
+
+pub const ALICE: (&str, &str) = ("alice", "wonderland-rabbit-hole");
+pub const ADMIN: (&str, &str) = ("admin", "queen-of-hearts-croquet");
+pub const INVALID_CREDENTIALS: &str = "Invalid username or password.";
+
+/// Environment variables the demo reads: cleared, so that the developer's shell cannot
+/// change what a test sees.
+const DEMO_ENV: &[&str] = &[
+    "DEMO_ADDR",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DEMO_SECURE_COOKIES",
+    "DEMO_IDLE_TIMEOUT_SECS",
+    "DEMO_ABSOLUTE_TIMEOUT_SECS",
+    "DEMO_REMEMBER_DAYS",
+    "DEMO_REMEMBER_GRACE_SECS",
+    "DEMO_THROTTLE_MAX_FAILURES",
+];
+
+/// How long the demo may take to print its address (migrations and seeding included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `target/<profile>` directory this test binary was built into.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// `target/<profile>/examples/demo`, built by `cargo test` (which builds the examples
+/// before running tests) or `cargo build --example demo`. `cargo test --test demo_http`
+/// alone does not build it, hence the checks.
+pub fn demo_binary() -> PathBuf {
+    let bin = profile_dir()
+        .join("examples")
+        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+    let built = match std::fs::metadata(&bin).and_then(|m| m.modified()) {
+        Ok(time) => time,
+        Err(_) => panic!(
+            "the demo binary {} is missing: build it with `cargo build --example demo` \
+             (a plain `cargo test` builds it too; `cargo test --test ...` does not)",
+            bin.display()
+        ),
+    };
+    // A binary older than one of its sources would test yesterday's code. Cargo's dep-info
+    // file next to the binary lists exactly the files it was built from (the example's and
+    // the library's sources, templates, migrations).
+    let dep_info = bin.with_extension("d");
+    if let Ok(dep_info) = std::fs::read_to_string(&dep_info) {
+        for source in dep_info_sources(&dep_info) {
+            let modified = std::fs::metadata(&source).and_then(|m| m.modified());
+            assert!(
+                modified.is_ok_and(|m| m <= built),
+                "the demo binary {} is older than {} (or that file is gone): rebuild it \
+                 with `cargo build --example demo` (or run plain `cargo test`)",
+                bin.display(),
+                source.display()
+            );
+        }
+    }
+    bin
+}
+
+/// The prerequisites of the first rule of a Makefile-style dep-info file
+/// (`target: dep dep ...`, spaces in paths escaped as `\ `).
+fn dep_info_sources(dep_info: &str) -> Vec<PathBuf> {
+    let Some((_, deps)) = dep_info.lines().next().and_then(|l| l.split_once(": ")) else {
+        return Vec::new();
+    };
+    let mut sources = Vec::new();
+    let mut current = String::new();
+    let mut chars = deps.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // Only `\ ` is an escape: a Windows path keeps its backslashes.
+            '\\' if chars.peek() == Some(&' ') => current.extend(chars.next()),
+            ' ' => {
+                if !current.is_empty() {
+                    sources.push(PathBuf::from(std::mem::take(&mut current)));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        sources.push(PathBuf::from(current));
+    }
+    sources
+}
+
+/// A running demo process with its own temporary database; killed when dropped.
+pub struct Demo {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    pub db_path: PathBuf,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Demo {
+    /// Starts the demo with the default settings.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the demo with extra environment variables (e.g. small timeouts).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let bin = demo_binary();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db_path = dir.path().join("demo.db");
+        let log_path = dir.path().join("demo.log");
+        let log = File::create(&log_path).expect("the demo's log file");
+
+        let mut command = Command::new(&bin);
+        for name in DEMO_ENV {
+            command.env_remove(name);
+        }
+        command
+            .env("DEMO_ADDR", "127.0.0.1:0")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", db_path.display()),
+            )
+            .env("RUST_LOG", "info,login_manager=debug")
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+
+        // Read stdout on a thread, for the whole life of the process: a full pipe would
+        // block the demo.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // The receiver is gone once the address is known; keep draining.
+                let _ = lines_tx.send(line);
+            }
+        });
+
+        let mut demo = Demo {
+            child,
+            base: String::new(),
+            addr: String::new(),
+            db_path,
+            log_path,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match lines_rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("Listening on ") {
+                        demo.base = url.trim().to_owned();
+                        demo.addr = demo.base.trim_start_matches("http://").to_owned();
+                        return demo;
+                    }
+                }
+                // Stdout closed (the process exited) or the deadline passed.
+                Err(_) => panic!(
+                    "the demo did not print `Listening on ...` (exit status: {:?}); its log:\n{}",
+                    demo.child.try_wait().ok().flatten(),
+                    demo.log()
+                ),
+            }
+        }
+    }
+
+    /// Everything the demo logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A new client without cookies: a new browser.
+    pub fn client(&self) -> Client {
+        Client::new(&self.base)
+    }
+
+    /// Runs SQL against the demo's database (e.g. to disable an account).
+    pub async fn sql(&self, statement: &str) {
+        let url = format!("sqlite://{}", self.db_path.display());
+        let pool = sqlx::SqlitePool::connect(&url)
+            .await
+            .expect("the demo's database");
+        sqlx::query(statement)
+            .execute(&pool)
+            .await
+            .expect("the SQL statement");
+        pool.close().await;
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            // The server side of a failed test.
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- last lines of the demo's log ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// One HTTP response, read completely.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Every value of a header, joined with `, ` (`Vary` may come as several lines).
+    pub fn header_joined(&self, name: &str) -> String {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn location(&self) -> Option<&str> {
+        self.header("location")
+    }
+
+    /// The `Set-Cookie` for `name`, if this response set or cleared it.
+    pub fn set_cookie(&self, name: &str) -> Option<Cookie<'static>> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| Cookie::parse(v.to_owned()).ok())
+            .find(|c| c.name() == name)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Panics with the body when the status is not `expected`.
+    #[track_caller]
+    pub fn assert_status(&self, expected: u16) -> &Self {
+        assert_eq!(
+            self.status, expected,
+            "unexpected status; headers {:?}; body:\n{}",
+            self.headers, self.body
+        );
+        self
+    }
+}
+
+/// A browser-like client: keeps cookies (`Set-Cookie` in, `Cookie` out), never follows
+/// redirects, and sends a fixed `User-Agent`.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    cookies: BTreeMap<String, String>,
+    pub user_agent: String,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
+        Self {
+            http,
+            base: base.to_owned(),
+            cookies: BTreeMap::new(),
+            user_agent: "demo-http-test".to_owned(),
+        }
+    }
+
+    pub fn with_user_agent(mut self, user_agent: &str) -> Self {
+        self.user_agent = user_agent.to_owned();
+        self
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.get(name).cloned()
+    }
+
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn remove_cookie(&mut self, name: &str) {
+        self.cookies.remove(name);
+    }
+
+    pub async fn get(&mut self, path: &str) -> Resp {
+        self.send(Method::GET, path, &[], None).await
+    }
+
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send(Method::GET, path, headers, None).await
+    }
+
+    /// A form POST (`application/x-www-form-urlencoded`).
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        self.post_form_with(path, fields, &[]).await
+    }
+
+    pub async fn post_form_with(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let body = ("application/x-www-form-urlencoded", body.into_bytes());
+        self.send(Method::POST, path, headers, Some(body)).await
+    }
+
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Resp {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("user-agent", &self.user_agent);
+        if !self.cookies.is_empty() {
+            let cookie_header = self
+                .cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request = request.header("cookie", cookie_header);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((content_type, bytes)) = body {
+            request = request.header("content-type", content_type).body(bytes);
+        }
+        let response = request.send().await.expect("the demo answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.expect("a readable body");
+        let resp = Resp {
+            status,
+            headers,
+            body,
+        };
+        self.store_cookies(&resp);
+        resp
+    }
+
+    /// Applies `Set-Cookie` the way a browser does: an expired or emptied cookie is deleted.
+    fn store_cookies(&mut self, resp: &Resp) {
+        for value in resp.headers.get_all("set-cookie") {
+            let Some(cookie) = value
+                .to_str()
+                .ok()
+                .and_then(|v| Cookie::parse(v.to_owned()).ok())
+            else {
+                continue;
+            };
+            let expired = cookie
+                .max_age()
+                .is_some_and(|age| age.is_zero() || age.is_negative())
+                || cookie
+                    .expires_datetime()
+                    .is_some_and(|at| at <= time::OffsetDateTime::now_utc())
+                || cookie.value().is_empty();
+            if expired {
+                self.cookies.remove(cookie.name());
+            } else {
+                self.cookies
+                    .insert(cookie.name().to_owned(), cookie.value().to_owned());
+            }
+        }
+    }
+
+    /// `POST /login` with these credentials.
+    pub async fn login(&mut self, (username, password): (&str, &str), remember: bool) -> Resp {
+        let mut fields = vec![("username", username), ("password", password)];
+        if remember {
+            fields.push(("remember", "on"));
+        }
+        self.post_form("/login", &fields).await
+    }
+
+    /// Logs in and checks that it worked.
+    pub async fn login_ok(&mut self, credentials: (&str, &str), remember: bool) {
+        self.login(credentials, remember).await.assert_status(303);
+    }
+}
