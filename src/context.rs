@@ -136,8 +136,8 @@ impl<U> AuthState<U> {
             (Source::Session | Source::Remember, Some(fresh_at)) => {
                 max_age.is_none_or(|max| now() - fresh_at <= max.whole_seconds())
             }
-            // A request-loader login re-sends its credential on every request.
-            (Source::Request, _) => true,
+            // Request-loader logins (API tokens) are never fresh, as in Flask-Login: a token is
+            // not a password check, and there is no session to confirm.
             _ => false,
         }
     }

@@ -143,8 +143,8 @@ impl Rejection {
         };
         let body = Json(serde_json::json!({ "error": error }));
         match self.client {
-            _ if status == StatusCode::FORBIDDEN => (status, body).into_response(),
             Client::Json => (status, body).into_response(),
+            _ if status == StatusCode::FORBIDDEN => (status, "Forbidden.").into_response(),
             Client::Htmx => {
                 let location = HeaderValue::from_str(&self.redirect_to)
                     .unwrap_or(HeaderValue::from_static("/"));

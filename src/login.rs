@@ -46,13 +46,13 @@
 //! }
 //! ```
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use async_trait::async_trait;
 
 use crate::{
     context::loader_call, AuthSession, AuthUser, Error, LoginOptions, LoginThrottle,
-    PasswordHasher, Result, UserLoader,
+    PasswordHasher, Result, UserLoader, Verified,
 };
 
 /// A [`UserLoader`] that can also find users by the name typed into a login form.
@@ -106,6 +106,44 @@ impl PasswordLogin {
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
     }
+
+    /// The throttle, if any.
+    pub fn login_throttle(&self) -> Option<&LoginThrottle> {
+        self.throttle.as_ref()
+    }
+
+    /// `Some(Throttled)` when `key` or `addr` is locked.
+    async fn locked(&self, key: &str, addr: Option<IpAddr>) -> Result<Option<LoginOutcome>> {
+        let Some(throttle) = &self.throttle else {
+            return Ok(None);
+        };
+        match throttle.check(key, addr).await {
+            Ok(()) => Ok(None),
+            Err(Error::Throttled { retry_after }) => {
+                Ok(Some(LoginOutcome::Throttled { retry_after }))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Verifies with constant work; an over-long password is simply not valid (and not hashed).
+    async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verified> {
+        match self.hasher.verify_user(password, stored).await {
+            Err(Error::PasswordTooLong { .. }) => Ok(Verified {
+                valid: false,
+                needs_rehash: false,
+            }),
+            other => other,
+        }
+    }
+
+    async fn record(&self, key: &str, addr: Option<IpAddr>, success: bool) -> Result<()> {
+        match (&self.throttle, success) {
+            (None, _) => Ok(()),
+            (Some(throttle), true) => throttle.record_success(key).await,
+            (Some(throttle), false) => throttle.record_failure(key, addr).await,
+        }
+    }
 }
 
 /// What [`AuthSession::login_with_password`] did.
@@ -140,44 +178,21 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         password: &str,
         options: LoginOptions,
     ) -> Result<LoginOutcome> {
-        let addr = login
-            .throttle
-            .as_ref()
-            .and_then(|t| t.client_addr_of(self.peer_info()));
-        if let Some(throttle) = &login.throttle {
-            match throttle.check(username, addr).await {
-                Ok(()) => {}
-                Err(Error::Throttled { retry_after }) => {
-                    return Ok(LoginOutcome::Throttled { retry_after })
-                }
-                Err(err) => return Err(err),
-            }
+        let addr = self.client_addr(login);
+        if let Some(throttled) = login.locked(username, addr).await? {
+            return Ok(throttled);
         }
         let limit = self.store_timeout();
         let loader = self.loader().clone();
         let user = loader_call(limit, loader.load_user_by_username(username)).await?;
         let stored = user.as_ref().and_then(|u| loader.password_hash(u));
-        let verified = match login.hasher.verify_user(password, stored).await {
-            Ok(verified) => Some(verified),
-            Err(Error::PasswordTooLong { .. }) => None,
-            Err(err) => return Err(err),
-        };
-        let accepted = match (user, verified) {
-            (Some(user), Some(verified)) if verified.valid && user.is_active() => {
-                Some((user, verified.needs_rehash))
-            }
-            _ => None,
-        };
-        let Some((user, needs_rehash)) = accepted else {
-            if let Some(throttle) = &login.throttle {
-                throttle.record_failure(username, addr).await?;
-            }
+        let verified = login.verify(password, stored).await?;
+        let user = user.filter(|u| verified.valid && u.is_active());
+        login.record(username, addr, user.is_some()).await?;
+        let Some(user) = user else {
             return Ok(LoginOutcome::InvalidCredentials);
         };
-        if let Some(throttle) = &login.throttle {
-            throttle.record_success(username).await?;
-        }
-        let user = if needs_rehash {
+        let user = if verified.needs_rehash {
             let upgraded = login.hasher.hash(password).await?;
             loader_call(limit, loader.save_password_hash(&user, &upgraded)).await?;
             // The auth hash may derive from the password hash: log in the stored user.
@@ -189,5 +204,37 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         };
         self.login_user(&user, options).await?;
         Ok(LoginOutcome::LoggedIn)
+    }
+
+    /// "Confirm your password" for a logged-in user (the refresh view): when `password` is
+    /// the user's, marks the login fresh with [`confirm_login`](Self::confirm_login).
+    /// Failures count in the throttle under the key `id:<user id>`, so a stolen remember-me
+    /// cookie does not get unlimited guesses at the password.
+    pub async fn reauthenticate_with_password(
+        &mut self,
+        login: &PasswordLogin,
+        password: &str,
+    ) -> Result<LoginOutcome> {
+        let user = self.user().cloned().ok_or(Error::NotAuthenticated)?;
+        let key = format!("id:{}", user.id());
+        let addr = self.client_addr(login);
+        if let Some(throttled) = login.locked(&key, addr).await? {
+            return Ok(throttled);
+        }
+        let stored = self.loader().password_hash(&user);
+        let valid = login.verify(password, stored).await?.valid;
+        login.record(&key, addr, valid).await?;
+        if !valid {
+            return Ok(LoginOutcome::InvalidCredentials);
+        }
+        self.confirm_login().await?;
+        Ok(LoginOutcome::LoggedIn)
+    }
+
+    fn client_addr(&self, login: &PasswordLogin) -> Option<IpAddr> {
+        login
+            .throttle
+            .as_ref()
+            .and_then(|t| t.client_addr_of(self.peer_info()))
     }
 }

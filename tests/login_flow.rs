@@ -93,6 +93,27 @@ async fn login(
     }
 }
 
+/// `POST /reauth` with the password as the body.
+async fn reauth(
+    mut auth: AuthSession<Accounts>,
+    Extension(passwords): Extension<PasswordLogin>,
+    password: String,
+) -> Response {
+    match auth
+        .reauthenticate_with_password(&passwords, &password)
+        .await
+    {
+        Ok(LoginOutcome::LoggedIn) => "confirmed".into_response(),
+        Ok(LoginOutcome::InvalidCredentials) => {
+            (StatusCode::UNAUTHORIZED, "invalid").into_response()
+        }
+        Ok(LoginOutcome::Throttled { retry_after }) => {
+            login_manager::Error::Throttled { retry_after }.into_response()
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
 struct Harness {
     app: Router,
     accounts: Accounts,
@@ -118,6 +139,7 @@ async fn harness() -> Harness {
     let passwords = PasswordLogin::new(hasher.clone()).throttle(throttle);
     let app = Router::new()
         .route("/login/{name}", post(login))
+        .route("/reauth", post(reauth))
         .route(
             "/me",
             axum::routing::get(|auth: AuthSession<Accounts>| async move {
@@ -163,6 +185,14 @@ impl Harness {
             .to_owned();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned(), cookie)
+    }
+
+    async fn reauth(&self, cookie: &str, password: &str) -> StatusCode {
+        let request = Request::post("/reauth")
+            .header(http::header::COOKIE, cookie)
+            .body(Body::from(password.to_owned()))
+            .unwrap();
+        self.app.clone().oneshot(request).await.unwrap().status()
     }
 
     async fn me(&self, cookie: &str) -> String {
@@ -257,4 +287,23 @@ async fn outdated_hash_is_upgraded_at_login_and_the_session_survives() {
     let upgraded = h.accounts.0.lock().unwrap()["alice"].hash.clone();
     assert_ne!(upgraded, outdated);
     assert!(upgraded.contains("m=64,t=1,p=1"), "{upgraded}");
+}
+
+#[tokio::test]
+async fn reauthentication_checks_the_password_and_is_throttled() {
+    let h = harness().await;
+    let (_, _, cookie) = h.attempt_with_cookie("alice", "right-password").await;
+    for _ in 0..3 {
+        assert_eq!(h.reauth(&cookie, "guess").await, StatusCode::UNAUTHORIZED);
+    }
+    // Locked: even the right password is refused now.
+    assert_eq!(
+        h.reauth(&cookie, "right-password").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Anonymous requests are not authenticated at all.
+    assert_eq!(
+        h.reauth("", "right-password").await,
+        StatusCode::UNAUTHORIZED
+    );
 }
