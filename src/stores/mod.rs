@@ -51,10 +51,13 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::throttle::ThrottleEntry;
 use crate::{BoxError, Error, Result};
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod sql;
 #[cfg(feature = "sqlite")]
@@ -76,6 +79,16 @@ pub(crate) fn window_millis(window: Duration) -> i64 {
     let millis = window.min(MAX_WINDOW).as_millis().max(1);
     // At most a year of milliseconds: always fits.
     i64::try_from(millis).unwrap_or(i64::MAX)
+}
+
+/// A window as [`ThrottleStore`](crate::ThrottleStore) reports it: a count of at least 1 that
+/// fits a `u32`, and at least 1 ms left. Databases round the time left down to whole
+/// milliseconds, so a window read in its last millisecond would otherwise report zero.
+pub(crate) fn window_entry(count: i64, millis_left: i64) -> ThrottleEntry {
+    ThrottleEntry {
+        count: u32::try_from(count.max(1)).unwrap_or(u32::MAX),
+        expires_in: Duration::from_millis(u64::try_from(millis_left).unwrap_or(0).max(1)),
+    }
 }
 
 /// Runs one store call, turning a backend error into [`Error::Store`] and an overrun of

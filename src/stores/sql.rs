@@ -30,7 +30,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{bounded, delete_expired_every, window_millis, DEFAULT_TIMEOUT, REMEMBER, THROTTLE};
+use super::{
+    bounded, delete_expired_every, window_entry, window_millis, DEFAULT_TIMEOUT, REMEMBER, THROTTLE,
+};
 use crate::remember::{RememberStore, RememberToken, Rotation, ValidatorHash};
 use crate::throttle::{ThrottleEntry, ThrottleStore};
 use crate::Result;
@@ -879,16 +881,7 @@ impl<DB: SqlDialect> SqlThrottleStore<DB> {
             DB::fetch_window(&self.pool, sql, args),
         )
         .await?;
-        Ok(row.map(|(failures, millis_left)| entry(failures, millis_left)))
-    }
-}
-
-/// A window as the trait reports it: a count of at least 1 that fits a `u32`, and a time
-/// left greater than zero (a row read in its last millisecond still counts as open).
-fn entry(failures: i64, millis_left: i64) -> ThrottleEntry {
-    ThrottleEntry {
-        count: u32::try_from(failures.max(1)).unwrap_or(u32::MAX),
-        expires_in: Duration::from_millis(u64::try_from(millis_left).unwrap_or(0).max(1)),
+        Ok(row.map(|(failures, millis_left)| window_entry(failures, millis_left)))
     }
 }
 
