@@ -65,7 +65,10 @@ pub async fn rotate_needs_the_expected_hash(s: Stores) {
 
     let wrong = s.remember.rotate("sel", &[8; 32], rotation.clone());
     assert!(!wrong.await.unwrap(), "a wrong expected hash loses");
-    assert_eq!(s.remember.find("sel").await.unwrap(), Some(original.clone()));
+    assert_eq!(
+        s.remember.find("sel").await.unwrap(),
+        Some(original.clone())
+    );
     let missing = s.remember.rotate("sel-missing", &[7; 32], rotation.clone());
     assert!(!missing.await.unwrap(), "a missing token cannot be rotated");
 
@@ -85,7 +88,10 @@ pub async fn rotate_needs_the_expected_hash(s: Stores) {
     );
 
     let again = s.remember.rotate("sel", &[7; 32], rotation);
-    assert!(!again.await.unwrap(), "the rotated-out hash no longer matches");
+    assert!(
+        !again.await.unwrap(),
+        "the rotated-out hash no longer matches"
+    );
 }
 
 pub async fn delete_removes_one_token(s: Stores) {
@@ -119,10 +125,24 @@ pub async fn list_and_delete_for_user(s: Stores) {
 
     let listed = sorted(s.remember.list_for_user(alice).await.unwrap());
     assert_eq!(listed, alices);
-    assert_eq!(s.remember.list_for_user("1").await.unwrap(), vec![one.clone()]);
-    assert_eq!(s.remember.list_for_user(weird).await.unwrap(), vec![odd.clone()]);
-    assert_eq!(s.remember.list_for_user("").await.unwrap(), vec![empty.clone()]);
-    assert!(s.remember.list_for_user("\"nobody\"").await.unwrap().is_empty());
+    assert_eq!(
+        s.remember.list_for_user("1").await.unwrap(),
+        vec![one.clone()]
+    );
+    assert_eq!(
+        s.remember.list_for_user(weird).await.unwrap(),
+        vec![odd.clone()]
+    );
+    assert_eq!(
+        s.remember.list_for_user("").await.unwrap(),
+        vec![empty.clone()]
+    );
+    assert!(s
+        .remember
+        .list_for_user("\"nobody\"")
+        .await
+        .unwrap()
+        .is_empty());
 
     assert_eq!(s.remember.delete_for_user(alice).await.unwrap(), 3);
     assert!(s.remember.list_for_user(alice).await.unwrap().is_empty());
@@ -158,7 +178,10 @@ pub async fn expired_tokens_are_cleaned_up(s: Stores) {
     }
     assert_eq!(s.remember.find("sel-expired").await.unwrap(), None);
     assert_eq!(s.remember.find("sel-soon").await.unwrap(), None);
-    assert_eq!(s.remember.list_for_user("1").await.unwrap(), vec![live.clone()]);
+    assert_eq!(
+        s.remember.list_for_user("1").await.unwrap(),
+        vec![live.clone()]
+    );
     assert_eq!(s.remember.find("sel-live").await.unwrap(), Some(live));
     assert_eq!(s.remember.delete_expired().await.unwrap(), 0);
 }
@@ -198,10 +221,17 @@ pub async fn concurrent_rotations_have_one_winner(s: Stores) {
 pub async fn throttle_counts_failures(s: Stores) {
     let window = Duration::from_secs(60);
     for expected in 1..=3 {
-        let entry = s.throttle.record_failure("acct:alice", window).await.unwrap();
+        let entry = s
+            .throttle
+            .record_failure("acct:alice", window)
+            .await
+            .unwrap();
         assert_eq!(entry.count, expected);
         assert!(entry.expires_in <= window, "{entry:?}");
-        assert!(entry.expires_in > window - Duration::from_secs(5), "{entry:?}");
+        assert!(
+            entry.expires_in > window - Duration::from_secs(5),
+            "{entry:?}"
+        );
     }
     let entry = s.throttle.failures("acct:alice").await.unwrap().unwrap();
     assert_eq!(entry.count, 3);
@@ -211,16 +241,30 @@ pub async fn throttle_counts_failures(s: Stores) {
     assert_eq!(s.throttle.failures("acct:Alice").await.unwrap(), None);
     assert_eq!(s.throttle.failures("ip:203.0.113.7").await.unwrap(), None);
     let odd = "acct:ÉLODIE {x} 'quoted' \"q\" %_";
-    assert_eq!(s.throttle.record_failure(odd, window).await.unwrap().count, 1);
+    assert_eq!(
+        s.throttle.record_failure(odd, window).await.unwrap().count,
+        1
+    );
     assert_eq!(s.throttle.failures(odd).await.unwrap().unwrap().count, 1);
-    assert_eq!(s.throttle.failures("acct:alice").await.unwrap().unwrap().count, 3);
+    assert_eq!(
+        s.throttle
+            .failures("acct:alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        3
+    );
 }
 
 pub async fn throttle_window_is_fixed_and_restarts(s: Stores) {
     let window = Duration::from_secs(1);
     let slack = Duration::from_millis(150);
     let opened = tokio::time::Instant::now();
-    assert_eq!(s.throttle.record_failure("k", window).await.unwrap().count, 1);
+    assert_eq!(
+        s.throttle.record_failure("k", window).await.unwrap().count,
+        1
+    );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = s.throttle.record_failure("k", window).await.unwrap();
@@ -232,7 +276,11 @@ pub async fn throttle_window_is_fixed_and_restarts(s: Stores) {
     );
 
     tokio::time::sleep(window.saturating_sub(opened.elapsed()) + slack).await;
-    assert_eq!(s.throttle.failures("k").await.unwrap(), None, "the window ended");
+    assert_eq!(
+        s.throttle.failures("k").await.unwrap(),
+        None,
+        "the window ended"
+    );
     let reopened = s.throttle.record_failure("k", window).await.unwrap();
     assert_eq!(reopened.count, 1, "an ended window restarts at 1");
     assert!(reopened.expires_in > window - slack, "{reopened:?}");
@@ -245,8 +293,14 @@ pub async fn throttle_reset(s: Stores) {
     s.throttle.record_failure("other", window).await.unwrap();
     s.throttle.reset("k").await.unwrap();
     assert_eq!(s.throttle.failures("k").await.unwrap(), None);
-    assert_eq!(s.throttle.record_failure("k", window).await.unwrap().count, 1);
-    assert_eq!(s.throttle.failures("other").await.unwrap().unwrap().count, 1);
+    assert_eq!(
+        s.throttle.record_failure("k", window).await.unwrap().count,
+        1
+    );
+    assert_eq!(
+        s.throttle.failures("other").await.unwrap().unwrap().count,
+        1
+    );
     s.throttle.reset("never-seen").await.unwrap();
 }
 
@@ -271,6 +325,11 @@ pub async fn throttle_concurrent_increments(s: Stores) {
         assert!(counts.insert(task.await.unwrap()), "a count was seen twice");
     }
     assert_eq!(counts, (1..=TASKS).collect::<BTreeSet<_>>());
-    let entry = s.throttle.failures("acct:contended").await.unwrap().unwrap();
+    let entry = s
+        .throttle
+        .failures("acct:contended")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(entry.count, TASKS);
 }
