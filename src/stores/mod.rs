@@ -41,9 +41,9 @@
 //! # Failures
 //!
 //! Every call of these stores is bounded by a timeout (default 5 s, set with `.timeout(..)`):
-//! a hung database answers [`Error::Timeout`](crate::Error::Timeout) (`"remember store"` or
+//! a hung database answers [`Error::Timeout`] (`"remember store"` or
 //! `"throttle store"`) instead of hanging requests; any other backend failure is
-//! [`Error::Store`](crate::Error::Store). Both become a 503 and never log anyone in.
+//! [`Error::Store`]. Both become a 503 and never log anyone in.
 //!
 //! See `docs/stores.md` for the table and key layouts, migrations, cleanup, Redis Cluster
 //! and timeouts.
