@@ -5,6 +5,7 @@
 mod common;
 mod store_support;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,44 +61,56 @@ fn sample_token() -> RememberToken {
     }
 }
 
+/// Runs a store call; how long it took and its error, if any.
+async fn timed<T>(
+    call: impl Future<Output = login_manager::Result<T>>,
+) -> (Duration, Option<Error>) {
+    let started = Instant::now();
+    let error = call.await.err();
+    (started.elapsed(), error)
+}
+
 /// Every call of both stores fails with a store error or a timeout, each within the limit.
-/// With `hung`, only a timeout will do: nothing ever answers.
+/// With `hung`, only a timeout will do: nothing ever answers. The calls run concurrently, so
+/// that the test waits for one timeout, not nine.
 async fn every_call_fails(remember: &dyn RememberStore, throttle: &dyn ThrottleStore, hung: bool) {
     let rotation = Rotation {
         new_hash: [2; 32],
         rotated_at: OffsetDateTime::now_utc(),
         expires_at: OffsetDateTime::now_utc() + time::Duration::days(1),
     };
-    let check = |what: &str, expected: &'static str, started: Instant, error: Option<Error>| {
-        let elapsed = started.elapsed();
-        assert!(elapsed < LIMIT + SLACK, "{what} took {elapsed:?}");
-        match error {
-            Some(Error::Timeout(name)) => assert_eq!(name, expected, "{what}"),
-            Some(Error::Store(_)) if !hung => {}
-            other => panic!("{what}: expected a store error or timeout, got {other:?}"),
-        }
-    };
-    macro_rules! fails {
-        ($what:literal, $kind:expr, $call:expr) => {{
-            let started = Instant::now();
-            check($what, $kind, started, $call.await.err());
-        }};
-    }
-    let r = "remember store";
-    fails!("create", r, remember.create(sample_token()));
-    fails!("find", r, remember.find("sel"));
-    fails!("rotate", r, remember.rotate("sel", &[1; 32], rotation));
-    fails!("delete", r, remember.delete("sel"));
-    fails!("delete_for_user", r, remember.delete_for_user("1"));
-    fails!("list_for_user", r, remember.list_for_user("1"));
-    let t = "throttle store";
-    fails!("failures", t, throttle.failures("acct:alice"));
-    fails!(
-        "record_failure",
-        t,
-        throttle.record_failure("acct:alice", Duration::from_secs(60))
+    let window = Duration::from_secs(60);
+    let (r, t) = ("remember store", "throttle store");
+    let outcomes = tokio::join!(
+        timed(remember.create(sample_token())),
+        timed(remember.find("sel")),
+        timed(remember.rotate("sel", &[1; 32], rotation)),
+        timed(remember.delete("sel")),
+        timed(remember.delete_for_user("1")),
+        timed(remember.list_for_user("1")),
+        timed(throttle.failures("acct:alice")),
+        timed(throttle.record_failure("acct:alice", window)),
+        timed(throttle.reset("acct:alice")),
     );
-    fails!("reset", t, throttle.reset("acct:alice"));
+    let outcomes = [
+        ("create", r, outcomes.0),
+        ("find", r, outcomes.1),
+        ("rotate", r, outcomes.2),
+        ("delete", r, outcomes.3),
+        ("delete_for_user", r, outcomes.4),
+        ("list_for_user", r, outcomes.5),
+        ("failures", t, outcomes.6),
+        ("record_failure", t, outcomes.7),
+        ("reset", t, outcomes.8),
+    ];
+    for (call, store, (elapsed, error)) in outcomes {
+        assert!(elapsed < LIMIT + SLACK, "{call} took {elapsed:?}");
+        match error {
+            Some(Error::Timeout(name)) => assert_eq!(name, store, "{call}"),
+            Some(Error::Store(_)) if !hung => {}
+            other => panic!("{call}: expected a store error or timeout, got {other:?}"),
+        }
+    }
 }
 
 /// A well-formed remember cookie for a token no store has: enough to make the library ask
