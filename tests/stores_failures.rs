@@ -1,13 +1,12 @@
 //! The shared stores when their backend is down: a refused connection or a server that never
 //! answers gives `Error::Store` or `Error::Timeout` within the configured timeout, never a
 //! panic; and through the library, a remembered request then gets a 503 and logs nobody in.
+#![cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 
 mod common;
 mod store_support;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -16,34 +15,11 @@ use login_manager::remember::{RememberStore, RememberToken, Rotation};
 use login_manager::{Error, Remember, ThrottleStore};
 use rand::RngCore;
 use time::OffsetDateTime;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 /// The timeout the stores get in these tests.
 const LIMIT: Duration = Duration::from_millis(700);
 /// Scheduling slack on top of it (two cores, tests in parallel).
 const SLACK: Duration = Duration::from_millis(800);
-
-/// A port with nothing listening: bound, then released.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
-}
-
-/// A server that accepts connections and never says a word.
-async fn silent_server() -> (SocketAddr, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    (addr, task)
-}
 
 fn sample_token() -> RememberToken {
     let now = OffsetDateTime::now_utc();
@@ -154,103 +130,136 @@ async fn remembered_request_is_refused(store: impl RememberStore) {
     assert_eq!(client.get("/public").await.status, StatusCode::OK);
 }
 
-/// A TCP forwarder to a real server that can be cut and restored: a backend outage and its
-/// recovery, without touching the shared server itself.
-struct Proxy {
-    addr: SocketAddr,
-    upstream: SocketAddr,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
+#[cfg(any(feature = "postgres", feature = "redis"))]
+/// Servers to point stores at: none, a silent one, and a cuttable proxy to the real one.
+mod net {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
 
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Self {
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
+
+    use super::*;
+
+    /// A port with nothing listening: bound, then released.
+    pub async fn closed_port() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = Proxy {
-            addr: listener.local_addr().unwrap(),
-            upstream,
-            tasks: Arc::default(),
-        };
-        proxy.serve(listener);
-        proxy
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        addr
     }
 
-    fn serve(&self, listener: TcpListener) {
-        let (upstream, tasks) = (self.upstream, Arc::clone(&self.tasks));
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let pipe = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                tasks.lock().unwrap().push(pipe);
+    /// A server that accepts connections and never says a word.
+    pub async fn silent_server() -> (SocketAddr, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
             }
         });
-        self.tasks.lock().unwrap().push(accept);
+        (addr, task)
     }
 
-    /// Closes the listener and every forwarded connection.
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
+    /// A TCP forwarder to a real server that can be cut and restored: a backend outage and its
+    /// recovery, without touching the shared server itself.
+    pub struct Proxy {
+        pub addr: SocketAddr,
+        upstream: SocketAddr,
+        tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    }
+
+    impl Proxy {
+        pub async fn start(upstream: SocketAddr) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let proxy = Proxy {
+                addr: listener.local_addr().unwrap(),
+                upstream,
+                tasks: Arc::default(),
+            };
+            proxy.serve(listener);
+            proxy
         }
-    }
 
-    async fn restore(&self) {
-        // The port was just released by `cut`; aborted tasks drop their sockets soon after.
-        for _ in 0..50 {
-            if let Ok(listener) = TcpListener::bind(self.addr).await {
-                return self.serve(listener);
+        fn serve(&self, listener: TcpListener) {
+            let (upstream, tasks) = (self.upstream, Arc::clone(&self.tasks));
+            let accept = tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let pipe = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    tasks.lock().unwrap().push(pipe);
+                }
+            });
+            self.tasks.lock().unwrap().push(accept);
+        }
+
+        /// Closes the listener and every forwarded connection.
+        pub fn cut(&self) {
+            for task in self.tasks.lock().unwrap().drain(..) {
+                task.abort();
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("could not listen on {} again", self.addr);
-    }
-}
 
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-    }
-}
-
-/// Logs in with "remember me" through `store`, cuts the backend: the remembered request is
-/// refused with 503; restores it: the same browser is logged back in by its cookie.
-async fn outage_and_recovery(store: impl RememberStore, proxy: &Proxy) {
-    let app = common::TestApp::with(|m| m.remember(Remember::new(store).secure(false)));
-    let mut client = app.client();
-    assert_eq!(
-        client.login_remembered("alice").await.status,
-        StatusCode::OK
-    );
-    client.close_browser();
-
-    proxy.cut();
-    let reply = client.get("/protected").await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
-    );
-    assert!(client.session_id().is_none(), "no session was started");
-    assert!(
-        client.remember_cookie().is_some(),
-        "the cookie is kept for later"
-    );
-
-    proxy.restore().await;
-    // The client library reconnects in the background; give it a few tries.
-    let mut whoami = String::new();
-    for _ in 0..20 {
-        whoami = client.whoami().await;
-        if whoami.starts_with("alice") {
-            break;
+        pub async fn restore(&self) {
+            // The port was just released by `cut`; aborted tasks drop their sockets soon after.
+            for _ in 0..50 {
+                if let Ok(listener) = TcpListener::bind(self.addr).await {
+                    return self.serve(listener);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("could not listen on {} again", self.addr);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(whoami.starts_with("alice "), "logged back in: {whoami}");
-    assert!(whoami.contains("remembered=true"), "{whoami}");
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.cut();
+        }
+    }
+
+    /// Logs in with "remember me" through `store`, cuts the backend: the remembered request is
+    /// refused with 503; restores it: the same browser is logged back in by its cookie.
+    pub async fn outage_and_recovery(store: impl RememberStore, proxy: &Proxy) {
+        let app = common::TestApp::with(|m| m.remember(Remember::new(store).secure(false)));
+        let mut client = app.client();
+        assert_eq!(
+            client.login_remembered("alice").await.status,
+            StatusCode::OK
+        );
+        client.close_browser();
+
+        proxy.cut();
+        let reply = client.get("/protected").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.body
+        );
+        assert!(client.session_id().is_none(), "no session was started");
+        assert!(
+            client.remember_cookie().is_some(),
+            "the cookie is kept for later"
+        );
+
+        proxy.restore().await;
+        // The client library reconnects in the background; give it a few tries.
+        let mut whoami = String::new();
+        for _ in 0..20 {
+            whoami = client.whoami().await;
+            if whoami.starts_with("alice") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(whoami.starts_with("alice "), "logged back in: {whoami}");
+        assert!(whoami.contains("remembered=true"), "{whoami}");
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -277,8 +286,10 @@ mod sqlite {
 
 #[cfg(feature = "postgres")]
 mod postgres {
+    use std::net::SocketAddr;
     use std::str::FromStr;
 
+    use super::net::{closed_port, outage_and_recovery, silent_server, Proxy};
     use super::*;
     use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -359,6 +370,9 @@ mod postgres {
 
 #[cfg(feature = "redis")]
 mod redis {
+    use std::net::SocketAddr;
+
+    use super::net::{closed_port, outage_and_recovery, silent_server, Proxy};
     use super::*;
     use fred::prelude::*;
     use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
