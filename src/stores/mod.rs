@@ -101,10 +101,10 @@ pub(crate) async fn bounded<T, E>(
 where
     E: Into<BoxError>,
 {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result.map_err(|e| Error::Store(e.into())),
-        Err(_) => Err(Error::Timeout(what)),
-    }
+    crate::context::timed(limit, what, async {
+        call.await.map_err(|e| Error::Store(e.into()))
+    })
+    .await
 }
 
 /// The body of the `continuously_delete_expired` tasks: `delete` now, then every `period`,

@@ -61,6 +61,10 @@ use crate::{BoxError, Result};
 pub use fred;
 
 /// The default key prefix, `login:`.
+///
+/// ```
+/// assert_eq!(login_manager::stores::redis::DEFAULT_PREFIX, "login:");
+/// ```
 pub const DEFAULT_PREFIX: &str = "login:";
 
 /// Keeps the per-user set alive as long as its longest-lived token (server clock).

@@ -30,18 +30,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use sqlx::Pool;
+
 use super::{
     bounded, delete_expired_every, window_entry, window_millis, DEFAULT_TIMEOUT, REMEMBER, THROTTLE,
 };
 use crate::remember::{RememberStore, RememberToken, Rotation, ValidatorHash};
 use crate::throttle::{ThrottleEntry, ThrottleStore};
 use crate::Result;
-use async_trait::async_trait;
-use sqlx::Pool;
 
 pub use sqlx;
 
-use dialect::{Arg, Backend};
+use dialect::{Arg, Backend, Dialect};
 
 /// A database the SQL stores run on: [`sqlx::Sqlite`] (feature `sqlite`) or
 /// [`sqlx::Postgres`] (feature `postgres`). It cannot be implemented outside this crate.
@@ -413,8 +414,6 @@ impl ThrottleSql {
     }
 }
 
-use dialect::Dialect;
-
 /// A [`RememberStore`] in a SQL table; use it as
 /// [`SqliteRememberStore`](super::sqlite::SqliteRememberStore) or
 /// [`PostgresRememberStore`](super::postgres::PostgresRememberStore).
@@ -466,6 +465,14 @@ impl<DB: SqlDialect> fmt::Debug for SqlRememberStore<DB> {
 
 impl<DB: SqlDialect> SqlRememberStore<DB> {
     /// The default table name, `login_remember_tokens`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// assert_eq!(
+    ///     login_manager::stores::sqlite::SqliteRememberStore::DEFAULT_TABLE,
+    ///     "login_remember_tokens"
+    /// );
+    /// ```
     pub const DEFAULT_TABLE: &'static str = "login_remember_tokens";
 
     /// A store using `pool`, table `login_remember_tokens`, a 5 s timeout per call.
@@ -732,6 +739,14 @@ impl<DB: SqlDialect> fmt::Debug for SqlThrottleStore<DB> {
 
 impl<DB: SqlDialect> SqlThrottleStore<DB> {
     /// The default table name, `login_throttle`.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// assert_eq!(
+    ///     login_manager::stores::sqlite::SqliteThrottleStore::DEFAULT_TABLE,
+    ///     "login_throttle"
+    /// );
+    /// ```
     pub const DEFAULT_TABLE: &'static str = "login_throttle";
 
     /// A store using `pool`, table `login_throttle`, a 5 s timeout per call.
