@@ -40,6 +40,7 @@ use crate::remember::{RememberStore, RememberToken, Rotation, ValidatorHash};
 use crate::throttle::{ThrottleEntry, ThrottleStore};
 use crate::Result;
 
+/// The sqlx these stores are built with, for building the pool.
 pub use sqlx;
 
 use dialect::{Arg, Backend, Dialect};
