@@ -426,11 +426,11 @@ impl ThrottleSql {
 ///
 /// ```no_run
 /// # #[cfg(feature = "sqlite")]
-/// # async fn run() -> login_manager::Result<()> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// use login_manager::stores::sqlite::SqliteRememberStore;
 /// use login_manager::Remember;
 ///
-/// let pool = sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await.unwrap();
+/// let pool = sqlx::SqlitePool::connect("sqlite://app.db?mode=rwc").await?;
 /// let store = SqliteRememberStore::new(pool).table_name("remember_tokens");
 /// store.migrate().await?;
 /// let remember = Remember::new(store);
