@@ -182,6 +182,8 @@ mod manager;
 pub mod password;
 pub mod redirect;
 pub mod remember;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;

@@ -1,0 +1,134 @@
+//! Postgres stores (feature `postgres`): [`PostgresRememberStore`] and
+//! [`PostgresThrottleStore`].
+//!
+//! They take the same sqlx 0.8 [`PgPool`](sqlx::PgPool) as `tower-sessions-sqlx-store` 0.15's
+//! `PostgresStore`. Times are `TIMESTAMPTZ`, hashes `BYTEA`; throttle windows are measured by
+//! the server's `now()`. Tables go in the connection's `search_path` unless a
+//! [`schema`](SqlRememberStore::schema) is set, which `migrate()` then creates.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
+//! use sqlx::PgPool;
+//!
+//! let pool = PgPool::connect("postgres://app@db/app").await?;
+//! // let sessions = tower_sessions_sqlx_store::PostgresStore::new(pool.clone());
+//! let tokens = PostgresRememberStore::new(pool.clone()).schema("auth");
+//! tokens.migrate().await?;
+//! let throttle = PostgresThrottleStore::new(pool).schema("auth");
+//! throttle.migrate().await?;
+//! # Ok(()) }
+//! ```
+
+use sqlx::Postgres;
+use time::OffsetDateTime;
+
+use super::sql::{dialect::Dialect, SqlDialect, SqlRememberStore, SqlThrottleStore};
+use crate::BoxError;
+
+/// Remember-me tokens in Postgres. See [`SqlRememberStore`] for the methods.
+///
+/// ```no_run
+/// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
+/// use login_manager::stores::postgres::PostgresRememberStore;
+/// use login_manager::Remember;
+///
+/// let store = PostgresRememberStore::new(pool);
+/// store.migrate().await?;
+/// let remember = Remember::new(store);
+/// # Ok(()) }
+/// ```
+pub type PostgresRememberStore = SqlRememberStore<Postgres>;
+
+/// Login-throttle windows in Postgres. See [`SqlThrottleStore`] for the methods.
+///
+/// ```no_run
+/// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
+/// use login_manager::stores::postgres::PostgresThrottleStore;
+/// use login_manager::LoginThrottle;
+///
+/// let store = PostgresThrottleStore::new(pool);
+/// store.migrate().await?;
+/// let throttle = LoginThrottle::new(store);
+/// # Ok(()) }
+/// ```
+pub type PostgresThrottleStore = SqlThrottleStore<Postgres>;
+
+impl SqlRememberStore<Postgres> {
+    /// Puts the table in schema `name` (quoted), created by [`migrate`](Self::migrate) if
+    /// missing. Without it, the connection's `search_path` decides.
+    ///
+    /// ```no_run
+    /// # fn run(pool: sqlx::PgPool) {
+    /// use login_manager::stores::postgres::PostgresRememberStore;
+    ///
+    /// let store = PostgresRememberStore::new(pool).schema("auth");
+    /// # }
+    /// ```
+    pub fn schema(self, name: impl Into<String>) -> Self {
+        self.set_schema(name.into())
+    }
+}
+
+impl SqlThrottleStore<Postgres> {
+    /// Puts the table in schema `name` (quoted), created by [`migrate`](Self::migrate) if
+    /// missing. Without it, the connection's `search_path` decides.
+    ///
+    /// ```no_run
+    /// # fn run(pool: sqlx::PgPool) {
+    /// use login_manager::stores::postgres::PostgresThrottleStore;
+    ///
+    /// let store = PostgresThrottleStore::new(pool).schema("auth");
+    /// # }
+    /// ```
+    pub fn schema(self, name: impl Into<String>) -> Self {
+        self.set_schema(name.into())
+    }
+}
+
+impl SqlDialect for Postgres {}
+
+impl Dialect for Postgres {
+    type Time = OffsetDateTime;
+    const BYTES: &'static str = "BYTEA";
+    const TIME: &'static str = "TIMESTAMPTZ";
+    const BIGINT: &'static str = "BIGINT";
+    // The transaction's start: one statement sees one instant.
+    const NOW: &'static str = "now()";
+    const LEAST: &'static str = "LEAST";
+
+    fn now_plus_millis(millis: &str) -> String {
+        format!("(now() + {millis} * INTERVAL '1 millisecond')")
+    }
+
+    fn millis_until(column: &str) -> String {
+        format!("CEIL(EXTRACT(EPOCH FROM ({column} - now())) * 1000)::BIGINT")
+    }
+
+    fn migration_prelude(schema: Option<&str>) -> Vec<String> {
+        // `CREATE ... IF NOT EXISTS` is not safe against itself: two instances starting at
+        // once can both pass the check and one fails on the catalog's unique index. A
+        // transaction-scoped advisory lock makes the migrations take turns.
+        let mut prelude =
+            vec!["SELECT pg_advisory_xact_lock(hashtext('login_manager.migrate'))".to_owned()];
+        if let Some(schema) = schema {
+            prelude.push(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{}\"",
+                schema.replace('"', "\"\"")
+            ));
+        }
+        prelude
+    }
+
+    fn encode_time(time: OffsetDateTime) -> OffsetDateTime {
+        time
+    }
+
+    fn decode_time(time: OffsetDateTime) -> Result<OffsetDateTime, BoxError> {
+        Ok(time)
+    }
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

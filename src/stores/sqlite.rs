@@ -1,0 +1,106 @@
+//! SQLite stores (feature `sqlite`): [`SqliteRememberStore`] and [`SqliteThrottleStore`].
+//!
+//! They take the same sqlx 0.8 [`SqlitePool`](sqlx::SqlitePool) as `tower-sessions-sqlx-store`
+//! 0.15's `SqliteStore`, so one database file holds sessions, tokens and throttle windows.
+//! Times are stored as `INTEGER` Unix milliseconds, hashes as `BLOB`; the throttle window is
+//! measured by SQLite's clock (`julianday('now')`, which is the same for a whole statement).
+//!
+//! SQLite serializes writers: use WAL mode and a busy timeout (sqlx's default is 5 s) when
+//! several tasks write at once. Several processes can share a file on one machine; several
+//! machines need Postgres or Redis.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::str::FromStr;
+//! use login_manager::stores::sqlite::{SqliteRememberStore, SqliteThrottleStore};
+//! use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+//!
+//! let options = SqliteConnectOptions::from_str("sqlite://app.db")?
+//!     .create_if_missing(true)
+//!     .journal_mode(SqliteJournalMode::Wal);
+//! let pool = SqlitePool::connect_with(options).await?;
+//! // let sessions = tower_sessions_sqlx_store::SqliteStore::new(pool.clone());
+//! let tokens = SqliteRememberStore::new(pool.clone());
+//! tokens.migrate().await?;
+//! let throttle = SqliteThrottleStore::new(pool);
+//! throttle.migrate().await?;
+//! # Ok(()) }
+//! ```
+
+use sqlx::Sqlite;
+use time::OffsetDateTime;
+
+use super::sql::{dialect::Dialect, SqlDialect, SqlRememberStore, SqlThrottleStore};
+use crate::BoxError;
+
+/// Remember-me tokens in SQLite. See [`SqlRememberStore`] for the methods.
+///
+/// ```no_run
+/// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
+/// use login_manager::stores::sqlite::SqliteRememberStore;
+/// use login_manager::Remember;
+///
+/// let store = SqliteRememberStore::new(pool);
+/// store.migrate().await?;
+/// let remember = Remember::new(store);
+/// # Ok(()) }
+/// ```
+pub type SqliteRememberStore = SqlRememberStore<Sqlite>;
+
+/// Login-throttle windows in SQLite. See [`SqlThrottleStore`] for the methods.
+///
+/// ```no_run
+/// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
+/// use login_manager::stores::sqlite::SqliteThrottleStore;
+/// use login_manager::LoginThrottle;
+///
+/// let store = SqliteThrottleStore::new(pool);
+/// store.migrate().await?;
+/// let throttle = LoginThrottle::new(store);
+/// # Ok(()) }
+/// ```
+pub type SqliteThrottleStore = SqlThrottleStore<Sqlite>;
+
+impl SqlDialect for Sqlite {}
+
+/// Unix milliseconds now. `julianday` keeps whole milliseconds internally; `ROUND` undoes the
+/// floating-point division it reports them through.
+const NOW_MILLIS: &str = "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
+
+impl Dialect for Sqlite {
+    type Time = i64;
+    const BYTES: &'static str = "BLOB";
+    const TIME: &'static str = "INTEGER";
+    const BIGINT: &'static str = "INTEGER";
+    const NOW: &'static str = NOW_MILLIS;
+    // SQLite's `min` with two arguments is the scalar minimum.
+    const LEAST: &'static str = "MIN";
+
+    fn now_plus_millis(millis: &str) -> String {
+        format!("({NOW_MILLIS} + {millis})")
+    }
+
+    fn millis_until(column: &str) -> String {
+        format!("({column} - {NOW_MILLIS})")
+    }
+
+    fn migration_prelude(_schema: Option<&str>) -> Vec<String> {
+        // A write transaction already excludes other writers.
+        Vec::new()
+    }
+
+    fn encode_time(time: OffsetDateTime) -> i64 {
+        // Milliseconds of any `OffsetDateTime` (years ±9999) fit an i64 with room to spare.
+        i64::try_from(time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+    }
+
+    fn decode_time(millis: i64) -> Result<OffsetDateTime, BoxError> {
+        Ok(OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(millis) * 1_000_000,
+        )?)
+    }
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

@@ -1,0 +1,250 @@
+//! Backends for the store tests: each test gets fresh, private storage (its own Postgres
+//! schema, SQLite file or Redis key prefix), removed again when the test ends, pass or fail.
+//!
+//! Postgres and Redis are looked for at `LOGIN_MANAGER_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) and `LOGIN_MANAGER_TEST_REDIS_URL` (default
+//! `redis://127.0.0.1:6379`). When one is not reachable, its tests print `SKIPPED` and pass,
+//! except with `CI=true`, where they fail.
+#![allow(dead_code)] // each test file uses a different part of this support module
+
+pub mod cases;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use login_manager::remember::{MemoryRememberStore, RememberStore};
+use login_manager::{MemoryThrottleStore, ThrottleStore};
+
+/// The stores under test, shared by the tasks of one test.
+#[derive(Clone)]
+pub struct Stores {
+    pub remember: Arc<dyn RememberStore>,
+    pub throttle: Arc<dyn ThrottleStore>,
+    /// Redis deletes an expired token by itself, so `find` no longer returns it and
+    /// `delete_expired` has nothing to delete.
+    pub native_expiry: bool,
+}
+
+type Teardown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Stores plus what removes their storage afterwards.
+pub struct Backend {
+    pub stores: Stores,
+    teardown: Option<Teardown>,
+}
+
+/// Runs `case` on a fresh backend from `setup`, then tears the backend down, also when the
+/// case panicked (it runs in its own task, so a panic is caught as a `JoinError` and
+/// re-raised after the teardown).
+pub async fn run<S, SF, C, CF>(setup: S, case: C)
+where
+    S: FnOnce() -> SF,
+    SF: Future<Output = Option<Backend>>,
+    C: FnOnce(Stores) -> CF,
+    CF: Future<Output = ()> + Send + 'static,
+{
+    let Some(backend) = setup().await else { return };
+    let outcome = tokio::spawn(case(backend.stores.clone())).await;
+    if let Some(teardown) = backend.teardown {
+        teardown.await;
+    }
+    if let Err(error) = outcome {
+        match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(error) => panic!("test task failed: {error}"),
+        }
+    }
+}
+
+/// A name no other test (in this or a parallel run) uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A missing service: a failure in CI, a loud skip elsewhere.
+pub fn unavailable<T>(service: &str, url: &str, error: &dyn std::fmt::Display) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{service} not reachable at {url} (CI=true requires it): {error}");
+    }
+    eprintln!("SKIPPED ({service} not reachable at {url}): {error}");
+    None
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("LOGIN_MANAGER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("LOGIN_MANAGER_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// How long a test waits for a service to answer before calling it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub mod backends {
+    use super::*;
+
+    pub async fn memory() -> Option<Backend> {
+        Some(Backend {
+            stores: Stores {
+                remember: Arc::new(MemoryRememberStore::new()),
+                throttle: Arc::new(MemoryThrottleStore::new()),
+                native_expiry: false,
+            },
+            teardown: None,
+        })
+    }
+
+    /// A temporary database file, WAL mode, and table names that need quoting.
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite() -> Option<Backend> {
+        use login_manager::stores::sqlite::{SqliteRememberStore, SqliteThrottleStore};
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("stores.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .expect("open the SQLite file");
+        let remember = SqliteRememberStore::new(pool.clone()).table_name("remember \"tokens\"");
+        remember.migrate().await.expect("migrate remember");
+        let throttle = SqliteThrottleStore::new(pool.clone()).table_name("Throttle");
+        throttle.migrate().await.expect("migrate throttle");
+        Some(Backend {
+            stores: Stores {
+                remember: Arc::new(remember),
+                throttle: Arc::new(throttle),
+                native_expiry: false,
+            },
+            teardown: Some(Box::pin(async move {
+                pool.close().await;
+                drop(dir);
+            })),
+        })
+    }
+
+    /// A Postgres pool, or `None` (skipped) when the server is not reachable.
+    #[cfg(feature = "postgres")]
+    pub async fn postgres_pool() -> Option<sqlx::PgPool> {
+        let url = postgres_url();
+        let connect = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect(&url);
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(pool)) => Some(pool),
+            Ok(Err(error)) => unavailable("postgres", &url, &error),
+            Err(elapsed) => unavailable("postgres", &url, &elapsed),
+        }
+    }
+
+    /// A private schema, created by the stores' `migrate()` and dropped at the end.
+    #[cfg(feature = "postgres")]
+    pub async fn postgres() -> Option<Backend> {
+        use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
+
+        let pool = postgres_pool().await?;
+        let schema = unique("lm_test");
+        let remember = PostgresRememberStore::new(pool.clone()).schema(&schema);
+        remember.migrate().await.expect("migrate remember");
+        let throttle = PostgresThrottleStore::new(pool.clone()).schema(&schema);
+        throttle.migrate().await.expect("migrate throttle");
+        Some(Backend {
+            stores: Stores {
+                remember: Arc::new(remember),
+                throttle: Arc::new(throttle),
+                native_expiry: false,
+            },
+            teardown: Some(Box::pin(async move {
+                let drop_schema = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                sqlx::query(&drop_schema)
+                    .execute(&pool)
+                    .await
+                    .expect("drop the test schema");
+                pool.close().await;
+            })),
+        })
+    }
+
+    /// A connected fred pool, or `None` (skipped) when the server is not reachable.
+    #[cfg(feature = "redis")]
+    pub async fn redis_pool() -> Option<fred::clients::Pool> {
+        use fred::prelude::*;
+
+        let url = redis_url();
+        let pool = Pool::new(
+            Config::from_url(&url).expect("redis url"),
+            None,
+            None,
+            None,
+            4,
+        )
+        .expect("redis pool");
+        match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
+            Ok(Ok(_)) => Some(pool),
+            Ok(Err(error)) => unavailable("redis", &url, &error),
+            Err(elapsed) => unavailable("redis", &url, &elapsed),
+        }
+    }
+
+    /// Deletes every key under `prefix`.
+    #[cfg(feature = "redis")]
+    pub async fn delete_keys(pool: &fred::clients::Pool, prefix: &str) {
+        use fred::prelude::*;
+        use fred::types::CustomCommand;
+
+        let keys: Vec<String> = pool
+            .custom(
+                CustomCommand::new_static("KEYS", None, false),
+                vec![format!("{prefix}*")],
+            )
+            .await
+            .expect("list test keys");
+        for key in keys {
+            let _: i64 = pool.del(key).await.expect("delete a test key");
+        }
+    }
+
+    /// A private key prefix, whose keys are deleted at the end.
+    #[cfg(feature = "redis")]
+    pub async fn redis() -> Option<Backend> {
+        use fred::prelude::*;
+        use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
+
+        let pool = redis_pool().await?;
+        let prefix = format!("{}:", unique("lm-test"));
+        let remember = RedisRememberStore::new(pool.clone()).key_prefix(&prefix);
+        let throttle = RedisThrottleStore::new(pool.clone()).key_prefix(&prefix);
+        Some(Backend {
+            stores: Stores {
+                remember: Arc::new(remember),
+                throttle: Arc::new(throttle),
+                native_expiry: true,
+            },
+            teardown: Some(Box::pin(async move {
+                delete_keys(&pool, &prefix).await;
+                let _ = pool.quit().await;
+            })),
+        })
+    }
+}

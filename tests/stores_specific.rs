@@ -1,0 +1,375 @@
+//! What only some stores have: the SQL stores' migrations and cleanup, and the Redis stores'
+//! key layout (hash tags, expiries, pruning). The behaviour all stores share is in
+//! `conformance.rs`.
+
+mod store_support;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql {
+    use std::time::Duration;
+
+    use login_manager::remember::{RememberStore, RememberToken};
+    use login_manager::stores::sql::{SqlDialect, SqlRememberStore, SqlThrottleStore};
+    use login_manager::ThrottleStore;
+    use time::OffsetDateTime;
+
+    fn token(selector: &str, expires_in: time::Duration) -> RememberToken {
+        let now = OffsetDateTime::now_utc();
+        RememberToken {
+            selector: selector.to_owned(),
+            validator_hash: [1; 32],
+            previous_hash: None,
+            rotated_at: None,
+            user_id: "1".to_owned(),
+            auth_hash: String::new(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + expires_in,
+            user_agent: String::new(),
+        }
+    }
+
+    /// `migrate()` again changes nothing; ended windows are deleted by `delete_expired`, open
+    /// ones are kept.
+    pub async fn migrate_again_and_delete_ended_windows<DB: SqlDialect>(
+        remember: SqlRememberStore<DB>,
+        throttle: SqlThrottleStore<DB>,
+    ) {
+        remember.migrate().await.unwrap();
+        throttle.migrate().await.unwrap();
+        throttle
+            .record_failure("short", Duration::from_secs(1))
+            .await
+            .unwrap();
+        throttle
+            .record_failure("long", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(throttle.delete_expired().await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(throttle.delete_expired().await.unwrap(), 1);
+        assert_eq!(throttle.failures("long").await.unwrap().unwrap().count, 1);
+        assert_eq!(throttle.delete_expired().await.unwrap(), 0);
+    }
+
+    /// The cleanup tasks delete expired tokens and ended windows in the background.
+    pub async fn cleanup_tasks_run_in_the_background<DB: SqlDialect>(
+        remember: SqlRememberStore<DB>,
+        throttle: SqlThrottleStore<DB>,
+    ) {
+        remember
+            .create(token("expired", -time::Duration::seconds(1)))
+            .await
+            .unwrap();
+        remember
+            .create(token("live", time::Duration::days(1)))
+            .await
+            .unwrap();
+        throttle
+            .record_failure("short", Duration::from_secs(1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let tasks = [
+            tokio::spawn(
+                remember
+                    .clone()
+                    .continuously_delete_expired(Duration::from_secs(1)),
+            ),
+            tokio::spawn(
+                throttle
+                    .clone()
+                    .continuously_delete_expired(Duration::from_secs(1)),
+            ),
+        ];
+        // The first round runs at once; the next ones find nothing more to delete.
+        let mut cleaned = false;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let token_gone = remember.find("expired").await.unwrap().is_none();
+            // Nothing left for a manual round means the task already deleted the window.
+            let window_gone = throttle.delete_expired().await.unwrap() == 0;
+            if token_gone && window_gone {
+                cleaned = true;
+                break;
+            }
+        }
+        for task in tasks {
+            task.abort();
+        }
+        assert!(cleaned, "the cleanup tasks did not run");
+        assert!(remember.find("live").await.unwrap().is_some());
+    }
+
+    #[cfg(feature = "sqlite")]
+    mod sqlite {
+        use login_manager::stores::sqlite::{SqliteRememberStore, SqliteThrottleStore};
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+
+        async fn stores() -> (SqliteRememberStore, SqliteThrottleStore, tempfile::TempDir) {
+            let dir = tempfile::tempdir().unwrap();
+            let options = SqliteConnectOptions::new()
+                .filename(dir.path().join("specific.db"))
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            let remember = SqliteRememberStore::new(pool.clone());
+            remember.migrate().await.unwrap();
+            let throttle = SqliteThrottleStore::new(pool);
+            throttle.migrate().await.unwrap();
+            (remember, throttle, dir)
+        }
+
+        #[tokio::test]
+        async fn migrate_again_and_delete_ended_windows() {
+            let (remember, throttle, _dir) = stores().await;
+            super::migrate_again_and_delete_ended_windows(remember, throttle).await;
+        }
+
+        #[tokio::test]
+        async fn cleanup_tasks_run_in_the_background() {
+            let (remember, throttle, _dir) = stores().await;
+            super::cleanup_tasks_run_in_the_background(remember, throttle).await;
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    mod postgres {
+        use std::future::Future;
+
+        use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
+
+        use crate::store_support::{backends::postgres_pool, unique};
+
+        /// Runs `case` on stores in a fresh schema, which is dropped afterwards.
+        async fn in_schema<C, F>(case: C)
+        where
+            C: FnOnce(PostgresRememberStore, PostgresThrottleStore, String) -> F,
+            F: Future<Output = ()> + Send + 'static,
+        {
+            let Some(pool) = postgres_pool().await else {
+                return;
+            };
+            let schema = unique("lm_test");
+            let remember = PostgresRememberStore::new(pool.clone()).schema(&schema);
+            let throttle = PostgresThrottleStore::new(pool.clone()).schema(&schema);
+            let outcome = tokio::spawn(case(remember, throttle, schema.clone())).await;
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            if let Err(error) = outcome {
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+
+        /// Instances starting at once all migrate without error, and the tables and indexes
+        /// land in the configured schema under the default names.
+        #[tokio::test]
+        async fn concurrent_migrations_create_the_documented_tables() {
+            in_schema(|remember, throttle, schema| async move {
+                let mut runs = Vec::new();
+                for _ in 0..4 {
+                    let (remember, throttle) = (remember.clone(), throttle.clone());
+                    runs.push(tokio::spawn(async move {
+                        remember.migrate().await.unwrap();
+                        throttle.migrate().await.unwrap();
+                    }));
+                }
+                for run in runs {
+                    run.await.unwrap();
+                }
+                let pool = remember.pool();
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = $1 ORDER BY 1",
+                )
+                .bind(&schema)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                assert_eq!(tables, ["login_remember_tokens", "login_throttle"]);
+                let indexes: Vec<String> = sqlx::query_scalar(
+                    "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 ORDER BY 1",
+                )
+                .bind(&schema)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                assert_eq!(
+                    indexes,
+                    [
+                        "login_remember_tokens_expires_at_idx",
+                        "login_remember_tokens_pkey",
+                        "login_remember_tokens_user_id_idx",
+                        "login_throttle_pkey",
+                        "login_throttle_window_end_idx",
+                    ]
+                );
+            })
+            .await;
+        }
+
+        #[tokio::test]
+        async fn migrate_again_and_delete_ended_windows() {
+            in_schema(|remember, throttle, _| async move {
+                remember.migrate().await.unwrap();
+                throttle.migrate().await.unwrap();
+                super::migrate_again_and_delete_ended_windows(remember, throttle).await;
+            })
+            .await;
+        }
+
+        #[tokio::test]
+        async fn cleanup_tasks_run_in_the_background() {
+            in_schema(|remember, throttle, _| async move {
+                remember.migrate().await.unwrap();
+                throttle.migrate().await.unwrap();
+                super::cleanup_tasks_run_in_the_background(remember, throttle).await;
+            })
+            .await;
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use fred::prelude::*;
+    use fred::util::redis_keyslot;
+    use login_manager::remember::{RememberStore, RememberToken, Rotation};
+    use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
+    use login_manager::ThrottleStore;
+    use time::OffsetDateTime;
+
+    use crate::store_support::backends::{delete_keys, redis_pool};
+    use crate::store_support::unique;
+
+    fn token(selector: &str, user_id: &str, expires_in: time::Duration) -> RememberToken {
+        let now = OffsetDateTime::now_utc();
+        RememberToken {
+            selector: selector.to_owned(),
+            validator_hash: [1; 32],
+            previous_hash: None,
+            rotated_at: None,
+            user_id: user_id.to_owned(),
+            auth_hash: "h".to_owned(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + expires_in,
+            user_agent: String::new(),
+        }
+    }
+
+    /// `SMEMBERS`, without turning on fred's `i-sets` for the library just for tests.
+    async fn smembers(pool: &Pool, key: &str) -> Vec<String> {
+        let command = fred::types::CustomCommand::new_static("SMEMBERS", None, false);
+        pool.custom(command, vec![key]).await.unwrap()
+    }
+
+    async fn pttl(pool: &Pool, key: &str) -> i64 {
+        pool.pttl(key).await.unwrap()
+    }
+
+    /// The keys named in the docs exist, a user's keys share one Cluster slot, and every key
+    /// expires with what it holds, also after a rotation slides the expiry.
+    #[tokio::test]
+    async fn keys_follow_the_documented_layout() {
+        let Some(pool) = redis_pool().await else {
+            return;
+        };
+        let prefix = format!("{}:", unique("lm-test"));
+        let remember = RedisRememberStore::new(pool.clone()).key_prefix(&prefix);
+        let throttle = RedisThrottleStore::new(pool.clone()).key_prefix(&prefix);
+        let user = "\"al}ice\"";
+        let token_key = format!("{prefix}remember:token:{{\"al%7Dice\"}}:sel");
+        let set_key = format!("{prefix}remember:user:{{\"al%7Dice\"}}");
+        let pointer_key = format!("{prefix}remember:selector:sel");
+
+        remember
+            .create(token("sel", user, time::Duration::hours(1)))
+            .await
+            .unwrap();
+        let fields: HashMap<String, String> = pool.hgetall(&token_key).await.unwrap();
+        assert_eq!(fields["validator_hash"], hex::encode([1; 32]));
+        assert_eq!(fields["user_id"], user);
+        let members: Vec<String> = smembers(&pool, &set_key).await;
+        assert_eq!(members, ["sel"]);
+        let owner: String = pool.get(&pointer_key).await.unwrap();
+        assert_eq!(owner, user);
+        assert_eq!(
+            redis_keyslot(token_key.as_bytes()),
+            redis_keyslot(set_key.as_bytes()),
+            "list and revoke-all are single-slot"
+        );
+        let hour = 3_600_000;
+        for key in [&token_key, &set_key, &pointer_key] {
+            let left = pttl(&pool, key).await;
+            assert!(hour - 5_000 < left && left <= hour, "{key}: {left} ms");
+        }
+
+        let now = OffsetDateTime::now_utc();
+        let rotation = Rotation {
+            new_hash: [2; 32],
+            rotated_at: now,
+            expires_at: now + time::Duration::hours(2),
+        };
+        assert!(remember.rotate("sel", &[1; 32], rotation).await.unwrap());
+        for key in [&token_key, &set_key, &pointer_key] {
+            let left = pttl(&pool, key).await;
+            assert!(
+                2 * hour - 5_000 < left,
+                "{key} follows the slid expiry: {left} ms"
+            );
+        }
+
+        throttle
+            .record_failure("acct:alice", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let left = pttl(&pool, &format!("{prefix}throttle:acct:alice")).await;
+        assert!(55_000 < left && left <= 60_000, "{left} ms");
+
+        delete_keys(&pool, &prefix).await;
+    }
+
+    /// A member whose token has expired is dropped from the set when the set is listed, and
+    /// revoking everything also removes the selector keys.
+    #[tokio::test]
+    async fn list_prunes_and_revoke_all_cleans_up() {
+        let Some(pool) = redis_pool().await else {
+            return;
+        };
+        let prefix = format!("{}:", unique("lm-test"));
+        let remember = RedisRememberStore::new(pool.clone()).key_prefix(&prefix);
+        let set_key = format!("{prefix}remember:user:{{1}}");
+        let day = time::Duration::days(1);
+        remember.create(token("gone", "1", day)).await.unwrap();
+        remember.create(token("kept", "1", day)).await.unwrap();
+        // As if it had expired.
+        let _: i64 = pool
+            .del(format!("{prefix}remember:token:{{1}}:gone"))
+            .await
+            .unwrap();
+
+        let listed = remember.list_for_user("1").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].selector, "kept");
+        let members: Vec<String> = smembers(&pool, &set_key).await;
+        assert_eq!(members, ["kept"]);
+
+        assert_eq!(remember.delete_for_user("1").await.unwrap(), 1);
+        let left: i64 = pool
+            .exists(vec![
+                set_key,
+                format!("{prefix}remember:selector:kept"),
+                format!("{prefix}remember:token:{{1}}:kept"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+
+        delete_keys(&pool, &prefix).await;
+    }
+}
