@@ -200,6 +200,23 @@ pub trait ThrottleStore: Send + Sync + 'static {
     async fn reset(&self, key: &str) -> Result<()>;
 }
 
+/// A shared store is a store: lets an app pick the backend at run time
+/// (`Arc<dyn ThrottleStore>`).
+#[async_trait]
+impl<T: ThrottleStore + ?Sized> ThrottleStore for Arc<T> {
+    async fn failures(&self, key: &str) -> Result<Option<ThrottleEntry>> {
+        (**self).failures(key).await
+    }
+
+    async fn record_failure(&self, key: &str, window: Duration) -> Result<ThrottleEntry> {
+        (**self).record_failure(key, window).await
+    }
+
+    async fn reset(&self, key: &str) -> Result<()> {
+        (**self).reset(key).await
+    }
+}
+
 /// An in-process [`ThrottleStore`] with a hard cap on the number of keys it tracks.
 ///
 /// Good for a single instance; several instances behind a load balancer need a shared store,

@@ -404,3 +404,14 @@ async fn remember_store_cleanup_removes_expired_tokens() {
     assert_eq!(store.len(), 1);
     assert!(store.find("s1").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn remember_store_can_be_chosen_at_run_time() {
+    let store: Arc<dyn RememberStore> = Arc::new(MemoryRememberStore::new());
+    let app = TestApp::with(|m| m.remember(Remember::new(store.clone()).secure(false)));
+    let mut client = app.client();
+    client.login_remembered("alice").await;
+    client.close_browser();
+    assert!(client.whoami().await.starts_with("alice"));
+    assert_eq!(store.list_for_user("1").await.unwrap().len(), 1);
+}

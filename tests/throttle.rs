@@ -522,3 +522,14 @@ fn non_text_forwarded_for_falls_back_to_the_peer() {
     );
     assert_eq!(client_addr(&p, &[ip("10.0.0.2")]), Some(ip("10.0.0.2")));
 }
+
+#[tokio::test]
+async fn throttle_store_can_be_chosen_at_run_time() {
+    let store: Arc<dyn ThrottleStore> = Arc::new(MemoryThrottleStore::new());
+    let throttle = LoginThrottle::new(store).max_failures(1);
+    throttle.record_failure("alice", None).await.unwrap();
+    assert!(matches!(
+        throttle.check("alice", None).await,
+        Err(Error::Throttled { .. })
+    ));
+}

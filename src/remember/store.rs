@@ -84,6 +84,44 @@ pub trait RememberStore: Send + Sync + 'static {
     async fn delete_expired(&self) -> Result<u64>;
 }
 
+/// A shared store is a store: lets an app pick the backend at run time
+/// (`Arc<dyn RememberStore>`).
+#[async_trait]
+impl<T: RememberStore + ?Sized> RememberStore for Arc<T> {
+    async fn create(&self, token: RememberToken) -> Result<()> {
+        (**self).create(token).await
+    }
+
+    async fn find(&self, selector: &str) -> Result<Option<RememberToken>> {
+        (**self).find(selector).await
+    }
+
+    async fn rotate(
+        &self,
+        selector: &str,
+        expected: &ValidatorHash,
+        rotation: Rotation,
+    ) -> Result<bool> {
+        (**self).rotate(selector, expected, rotation).await
+    }
+
+    async fn delete(&self, selector: &str) -> Result<()> {
+        (**self).delete(selector).await
+    }
+
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64> {
+        (**self).delete_for_user(user_id).await
+    }
+
+    async fn list_for_user(&self, user_id: &str) -> Result<Vec<RememberToken>> {
+        (**self).list_for_user(user_id).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64> {
+        (**self).delete_expired().await
+    }
+}
+
 /// An in-process [`RememberStore`], for single-instance apps and tests.
 ///
 /// Memory stays bounded: expired tokens are swept every 1024 creations, and one user keeps at
