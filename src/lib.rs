@@ -141,7 +141,7 @@
 //!     remember::MemoryRememberStore, CrossOriginProtection, Duration, LoginManager,
 //!     PasswordHasher, Remember,
 //! };
-//! use tower_sessions::{MemoryStore, SessionManagerLayer};
+//! use tower_sessions::{cookie::SameSite, MemoryStore, SessionManagerLayer};
 //!
 //! let users = Users(Arc::new(HashMap::new()));
 //! let manager = LoginManager::new(users)
@@ -153,7 +153,8 @@
 //!     .route("/dashboard", get(dashboard))
 //!     .layer(Extension(PasswordHasher::new()))
 //!     .layer(manager.into_layer())
-//!     .layer(SessionManagerLayer::new(MemoryStore::default()))
+//!     // Lax like the remember cookie (tower-sessions defaults to Strict).
+//!     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
 //!     .layer(CrossOriginProtection::new());
 //! ```
 //!
