@@ -23,7 +23,9 @@
 use sqlx::Postgres;
 use time::OffsetDateTime;
 
-use super::sql::{dialect::Dialect, SqlDialect, SqlRememberStore, SqlThrottleStore};
+use super::sql::{
+    dialect::Dialect, SqlDialect, SqlRememberStore, SqlStore, SqlThrottleStore, TableKind,
+};
 use crate::BoxError;
 
 /// Remember-me tokens in Postgres. See [`SqlRememberStore`] for the methods.
@@ -54,7 +56,7 @@ pub type PostgresRememberStore = SqlRememberStore<Postgres>;
 /// ```
 pub type PostgresThrottleStore = SqlThrottleStore<Postgres>;
 
-impl SqlRememberStore<Postgres> {
+impl<K: TableKind> SqlStore<Postgres, K> {
     /// Puts the table in schema `name` (quoted), created by [`migrate`](Self::migrate) if
     /// missing. Without it, the connection's `search_path` decides.
     ///
@@ -63,22 +65,6 @@ impl SqlRememberStore<Postgres> {
     /// use login_manager::stores::postgres::PostgresRememberStore;
     ///
     /// let store = PostgresRememberStore::new(pool).schema("auth");
-    /// # }
-    /// ```
-    pub fn schema(self, name: impl Into<String>) -> Self {
-        self.set_schema(name.into())
-    }
-}
-
-impl SqlThrottleStore<Postgres> {
-    /// Puts the table in schema `name` (quoted), created by [`migrate`](Self::migrate) if
-    /// missing. Without it, the connection's `search_path` decides.
-    ///
-    /// ```no_run
-    /// # fn run(pool: sqlx::PgPool) {
-    /// use login_manager::stores::postgres::PostgresThrottleStore;
-    ///
-    /// let store = PostgresThrottleStore::new(pool).schema("auth");
     /// # }
     /// ```
     pub fn schema(self, name: impl Into<String>) -> Self {

@@ -69,6 +69,24 @@ pub(crate) mod dialect {
     use crate::remember::{RememberToken, ValidatorHash};
     use crate::BoxError;
 
+    /// What a kind of table brings to [`SqlStore`](super::SqlStore): its names and its
+    /// statements.
+    pub trait Kind: Send + Sync + 'static {
+        const DEFAULT_TABLE: &'static str;
+        /// The store's name in timeouts and logs.
+        const WHAT: &'static str;
+        /// The type's name in `Debug`.
+        const NAME: &'static str;
+        type Statements: Statements;
+    }
+
+    /// A table's statements, built once per configuration.
+    pub trait Statements: std::fmt::Debug + Send + Sync + 'static {
+        fn build<DB: Dialect>(at: &super::statements::Location) -> Self;
+        fn migration(&self) -> &[String];
+        fn delete_expired(&self) -> &str;
+    }
+
     /// Column types, the clock, and how times are bound.
     pub trait Dialect: Database {
         /// How a time is bound and read: `OffsetDateTime` (Postgres), Unix ms (SQLite).
@@ -257,171 +275,228 @@ pub(crate) mod dialect {
     }
 }
 
-/// A quoted SQL identifier: any name is safe, and keeps its case.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+/// The statements, and where they run: public items of a private module, so that the sealed
+/// traits can name them without making them part of the API.
+mod statements {
+    use super::dialect::Dialect;
 
-/// `"schema"."table"`, or `"table"`.
-fn qualified(schema: Option<&str>, table: &str) -> String {
-    match schema {
-        Some(schema) => format!("{}.{}", quote(schema), quote(table)),
-        None => quote(table),
-    }
-}
-
-/// Where a store's table lives; shared by both stores' builders.
-#[derive(Debug, Clone)]
-struct Location {
-    schema: Option<String>,
-    table: String,
-}
-
-impl Location {
-    fn table(&self) -> String {
-        qualified(self.schema.as_deref(), &self.table)
+    /// A quoted SQL identifier: any name is safe, and keeps its case.
+    fn quote(name: &str) -> String {
+        format!("\"{}\"", name.replace('"', "\"\""))
     }
 
-    /// An index name derived from the table's (indexes live in the table's schema).
-    fn index(&self, suffix: &str) -> String {
-        quote(&format!("{}_{suffix}", self.table))
+    /// `"schema"."table"`, or `"table"`.
+    fn qualified(schema: Option<&str>, table: &str) -> String {
+        match schema {
+            Some(schema) => format!("{}.{}", quote(schema), quote(table)),
+            None => quote(table),
+        }
     }
-}
 
-const TOKEN_COLUMNS: &str = "selector, validator_hash, previous_hash, rotated_at, user_id, \
-                             auth_hash, created_at, last_used_at, expires_at, user_agent";
+    /// Where a store's table lives; shared by both stores' builders.
+    #[derive(Debug, Clone)]
+    pub struct Location {
+        pub schema: Option<String>,
+        pub table: String,
+    }
 
-/// Every statement of the remember-me store, built once per configuration.
-#[derive(Debug)]
-struct RememberSql {
-    migration: Vec<String>,
-    insert: String,
-    find: String,
-    rotate: String,
-    delete: String,
-    delete_for_user: String,
-    list_for_user: String,
-    delete_expired: String,
-}
+    impl Location {
+        pub fn table(&self) -> String {
+            qualified(self.schema.as_deref(), &self.table)
+        }
 
-impl RememberSql {
-    fn new<DB: Dialect>(at: &Location) -> Self {
-        let t = at.table();
-        let (bytes, time) = (DB::BYTES, DB::TIME);
-        let mut migration = DB::migration_prelude(at.schema.as_deref());
-        migration.extend([
-            format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\
-                 selector TEXT PRIMARY KEY, \
-                 validator_hash {bytes} NOT NULL, \
-                 previous_hash {bytes}, \
-                 rotated_at {time}, \
-                 user_id TEXT NOT NULL, \
-                 auth_hash TEXT NOT NULL, \
-                 created_at {time} NOT NULL, \
-                 last_used_at {time} NOT NULL, \
-                 expires_at {time} NOT NULL, \
-                 user_agent TEXT NOT NULL)"
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} (user_id)",
-                at.index("user_id_idx")
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
-                at.index("expires_at_idx")
-            ),
-        ]);
-        Self {
-            migration,
-            // A selector collision (2^-128) replaces the old token, as the memory store does.
-            insert: format!(
-                "INSERT INTO {t} ({TOKEN_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (selector) DO UPDATE SET \
-                 validator_hash = excluded.validator_hash, previous_hash = excluded.previous_hash, \
-                 rotated_at = excluded.rotated_at, user_id = excluded.user_id, \
-                 auth_hash = excluded.auth_hash, created_at = excluded.created_at, \
-                 last_used_at = excluded.last_used_at, expires_at = excluded.expires_at, \
-                 user_agent = excluded.user_agent"
-            ),
-            find: format!("SELECT {TOKEN_COLUMNS} FROM {t} WHERE selector = $1"),
-            // One conditional UPDATE: the row lock makes racing rotations serialize, and each
-            // loser re-checks `validator_hash` against the winner's new value and matches 0 rows.
-            rotate: format!(
-                "UPDATE {t} SET previous_hash = validator_hash, validator_hash = $1, \
-                 rotated_at = $2, last_used_at = $2, expires_at = $3 \
-                 WHERE selector = $4 AND validator_hash = $5"
-            ),
-            delete: format!("DELETE FROM {t} WHERE selector = $1"),
-            delete_for_user: format!("DELETE FROM {t} WHERE user_id = $1"),
-            list_for_user: format!("SELECT {TOKEN_COLUMNS} FROM {t} WHERE user_id = $1"),
-            delete_expired: format!("DELETE FROM {t} WHERE expires_at <= {}", DB::NOW),
+        /// An index name derived from the table's (indexes live in the table's schema).
+        pub fn index(&self, suffix: &str) -> String {
+            quote(&format!("{}_{suffix}", self.table))
+        }
+    }
+
+    const TOKEN_COLUMNS: &str = "selector, validator_hash, previous_hash, rotated_at, user_id, \
+                                 auth_hash, created_at, last_used_at, expires_at, user_agent";
+
+    /// Every statement of the remember-me store, built once per configuration.
+    #[derive(Debug)]
+    pub struct RememberSql {
+        pub migration: Vec<String>,
+        pub insert: String,
+        pub find: String,
+        pub rotate: String,
+        pub delete: String,
+        pub delete_for_user: String,
+        pub list_for_user: String,
+        pub delete_expired: String,
+    }
+
+    impl RememberSql {
+        pub fn new<DB: Dialect>(at: &Location) -> Self {
+            let t = at.table();
+            let (bytes, time) = (DB::BYTES, DB::TIME);
+            let mut migration = DB::migration_prelude(at.schema.as_deref());
+            migration.extend([
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (\
+                     selector TEXT PRIMARY KEY, \
+                     validator_hash {bytes} NOT NULL, \
+                     previous_hash {bytes}, \
+                     rotated_at {time}, \
+                     user_id TEXT NOT NULL, \
+                     auth_hash TEXT NOT NULL, \
+                     created_at {time} NOT NULL, \
+                     last_used_at {time} NOT NULL, \
+                     expires_at {time} NOT NULL, \
+                     user_agent TEXT NOT NULL)"
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {t} (user_id)",
+                    at.index("user_id_idx")
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
+                    at.index("expires_at_idx")
+                ),
+            ]);
+            Self {
+                migration,
+                // A selector collision (2^-128) replaces the old token, as the memory store does.
+                insert: format!(
+                    "INSERT INTO {t} ({TOKEN_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (selector) DO UPDATE SET \
+                     validator_hash = excluded.validator_hash, previous_hash = excluded.previous_hash, \
+                     rotated_at = excluded.rotated_at, user_id = excluded.user_id, \
+                     auth_hash = excluded.auth_hash, created_at = excluded.created_at, \
+                     last_used_at = excluded.last_used_at, expires_at = excluded.expires_at, \
+                     user_agent = excluded.user_agent"
+                ),
+                find: format!("SELECT {TOKEN_COLUMNS} FROM {t} WHERE selector = $1"),
+                // One conditional UPDATE: the row lock makes racing rotations serialize, and each
+                // loser re-checks `validator_hash` against the winner's new value and matches 0 rows.
+                rotate: format!(
+                    "UPDATE {t} SET previous_hash = validator_hash, validator_hash = $1, \
+                     rotated_at = $2, last_used_at = $2, expires_at = $3 \
+                     WHERE selector = $4 AND validator_hash = $5"
+                ),
+                delete: format!("DELETE FROM {t} WHERE selector = $1"),
+                delete_for_user: format!("DELETE FROM {t} WHERE user_id = $1"),
+                list_for_user: format!("SELECT {TOKEN_COLUMNS} FROM {t} WHERE user_id = $1"),
+                delete_expired: format!("DELETE FROM {t} WHERE expires_at <= {}", DB::NOW),
+            }
+        }
+    }
+
+    /// Every statement of the throttle store, built once per configuration.
+    #[derive(Debug)]
+    pub struct ThrottleSql {
+        pub migration: Vec<String>,
+        pub record_failure: String,
+        pub failures: String,
+        pub reset: String,
+        pub delete_expired: String,
+    }
+
+    impl ThrottleSql {
+        pub fn new<DB: Dialect>(at: &Location) -> Self {
+            let t = at.table();
+            let now = DB::NOW;
+            let mut migration = DB::migration_prelude(at.schema.as_deref());
+            migration.extend([
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (\
+                     key TEXT PRIMARY KEY, \
+                     failures {} NOT NULL, \
+                     window_end {} NOT NULL)",
+                    DB::BIGINT,
+                    DB::TIME
+                ),
+                format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {t} (window_end)",
+                    at.index("window_end_idx")
+                ),
+            ]);
+            let left = DB::millis_until("window_end");
+            Self {
+                migration,
+                // One atomic upsert: opens a window, restarts an expired one, or counts into the
+                // open one without moving its end; the count saturates at u32::MAX.
+                record_failure: format!(
+                    "INSERT INTO {t} AS t (key, failures, window_end) VALUES ($1, 1, {}) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                     failures = CASE WHEN t.window_end <= {now} THEN 1 \
+                     ELSE {}(t.failures + 1, 4294967295) END, \
+                     window_end = CASE WHEN t.window_end <= {now} THEN excluded.window_end \
+                     ELSE t.window_end END \
+                     RETURNING failures, {left}",
+                    DB::now_plus_millis("$2"),
+                    DB::LEAST
+                ),
+                failures: format!(
+                    "SELECT failures, {left} FROM {t} WHERE key = $1 AND window_end > {now}"
+                ),
+                reset: format!("DELETE FROM {t} WHERE key = $1"),
+                delete_expired: format!("DELETE FROM {t} WHERE window_end <= {now}"),
+            }
         }
     }
 }
 
-/// Every statement of the throttle store, built once per configuration.
-#[derive(Debug)]
-struct ThrottleSql {
-    migration: Vec<String>,
-    record_failure: String,
-    failures: String,
-    reset: String,
-    delete_expired: String,
+use statements::{Location, RememberSql, ThrottleSql};
+
+/// One kind of table a [`SqlStore`] keeps: [`RememberTable`] or [`ThrottleTable`]. It cannot
+/// be implemented outside this crate.
+pub trait TableKind: dialect::Kind {}
+
+/// The remember-me tokens table ([`SqlRememberStore`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RememberTable;
+
+/// The throttle windows table ([`SqlThrottleStore`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleTable;
+
+impl TableKind for RememberTable {}
+impl TableKind for ThrottleTable {}
+
+impl dialect::Kind for RememberTable {
+    const DEFAULT_TABLE: &'static str = "login_remember_tokens";
+    const WHAT: &'static str = REMEMBER;
+    const NAME: &'static str = "SqlRememberStore";
+    type Statements = RememberSql;
 }
 
-impl ThrottleSql {
-    fn new<DB: Dialect>(at: &Location) -> Self {
-        let t = at.table();
-        let now = DB::NOW;
-        let mut migration = DB::migration_prelude(at.schema.as_deref());
-        migration.extend([
-            format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\
-                 key TEXT PRIMARY KEY, \
-                 failures {} NOT NULL, \
-                 window_end {} NOT NULL)",
-                DB::BIGINT,
-                DB::TIME
-            ),
-            format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} (window_end)",
-                at.index("window_end_idx")
-            ),
-        ]);
-        let left = DB::millis_until("window_end");
-        Self {
-            migration,
-            // One atomic upsert: opens a window, restarts an expired one, or counts into the
-            // open one without moving its end; the count saturates at u32::MAX.
-            record_failure: format!(
-                "INSERT INTO {t} AS t (key, failures, window_end) VALUES ($1, 1, {}) \
-                 ON CONFLICT (key) DO UPDATE SET \
-                 failures = CASE WHEN t.window_end <= {now} THEN 1 \
-                 ELSE {}(t.failures + 1, 4294967295) END, \
-                 window_end = CASE WHEN t.window_end <= {now} THEN excluded.window_end \
-                 ELSE t.window_end END \
-                 RETURNING failures, {left}",
-                DB::now_plus_millis("$2"),
-                DB::LEAST
-            ),
-            failures: format!(
-                "SELECT failures, {left} FROM {t} WHERE key = $1 AND window_end > {now}"
-            ),
-            reset: format!("DELETE FROM {t} WHERE key = $1"),
-            delete_expired: format!("DELETE FROM {t} WHERE window_end <= {now}"),
-        }
+impl dialect::Kind for ThrottleTable {
+    const DEFAULT_TABLE: &'static str = "login_throttle";
+    const WHAT: &'static str = THROTTLE;
+    const NAME: &'static str = "SqlThrottleStore";
+    type Statements = ThrottleSql;
+}
+
+impl dialect::Statements for RememberSql {
+    fn build<DB: Dialect>(at: &Location) -> Self {
+        RememberSql::new::<DB>(at)
+    }
+    fn migration(&self) -> &[String] {
+        &self.migration
+    }
+    fn delete_expired(&self) -> &str {
+        &self.delete_expired
+    }
+}
+
+impl dialect::Statements for ThrottleSql {
+    fn build<DB: Dialect>(at: &Location) -> Self {
+        ThrottleSql::new::<DB>(at)
+    }
+    fn migration(&self) -> &[String] {
+        &self.migration
+    }
+    fn delete_expired(&self) -> &str {
+        &self.delete_expired
     }
 }
 
 /// A [`RememberStore`] in a SQL table; use it as
 /// [`SqliteRememberStore`](super::sqlite::SqliteRememberStore) or
-/// [`PostgresRememberStore`](super::postgres::PostgresRememberStore).
-///
-/// Create the table with [`migrate`](Self::migrate) at start-up, and delete expired tokens
-/// now and then with [`delete_expired`](Self::delete_expired) or
-/// [`continuously_delete_expired`](Self::continuously_delete_expired). Times are kept to the
+/// [`PostgresRememberStore`](super::postgres::PostgresRememberStore). Times are kept to the
 /// millisecond (SQLite) or microsecond (Postgres).
 ///
 /// ```no_run
@@ -436,14 +511,43 @@ impl ThrottleSql {
 /// let remember = Remember::new(store);
 /// # Ok(()) }
 /// ```
-pub struct SqlRememberStore<DB: SqlDialect> {
+pub type SqlRememberStore<DB> = SqlStore<DB, RememberTable>;
+
+/// A [`ThrottleStore`] in a SQL table; use it as
+/// [`SqliteThrottleStore`](super::sqlite::SqliteThrottleStore) or
+/// [`PostgresThrottleStore`](super::postgres::PostgresThrottleStore).
+///
+/// Each failure is one atomic upsert, and windows are measured by the database's clock, so
+/// every app instance applies the same limit. Expired windows are ignored at once and deleted
+/// by the cleanup. Windows are capped at a year.
+///
+/// ```no_run
+/// # #[cfg(feature = "postgres")]
+/// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
+/// use login_manager::stores::postgres::PostgresThrottleStore;
+/// use login_manager::LoginThrottle;
+///
+/// let store = PostgresThrottleStore::new(pool);
+/// store.migrate().await?;
+/// let throttle = LoginThrottle::new(store);
+/// # Ok(()) }
+/// ```
+pub type SqlThrottleStore<DB> = SqlStore<DB, ThrottleTable>;
+
+/// A store in one SQL table: remember-me tokens ([`SqlRememberStore`]) or throttle windows
+/// ([`SqlThrottleStore`]).
+///
+/// Create the table with [`migrate`](Self::migrate) at start-up, and delete expired rows now
+/// and then with [`delete_expired`](Self::delete_expired) or
+/// [`continuously_delete_expired`](Self::continuously_delete_expired).
+pub struct SqlStore<DB: SqlDialect, K: TableKind> {
     pool: Pool<DB>,
     location: Location,
     timeout: Duration,
-    sql: Arc<RememberSql>,
+    sql: Arc<K::Statements>,
 }
 
-impl<DB: SqlDialect> Clone for SqlRememberStore<DB> {
+impl<DB: SqlDialect, K: TableKind> Clone for SqlStore<DB, K> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
@@ -454,9 +558,9 @@ impl<DB: SqlDialect> Clone for SqlRememberStore<DB> {
     }
 }
 
-impl<DB: SqlDialect> fmt::Debug for SqlRememberStore<DB> {
+impl<DB: SqlDialect, K: TableKind> fmt::Debug for SqlStore<DB, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlRememberStore")
+        f.debug_struct(K::NAME)
             .field("database", &DB::NAME)
             .field("table", &self.location.table())
             .field("timeout", &self.timeout)
@@ -464,19 +568,20 @@ impl<DB: SqlDialect> fmt::Debug for SqlRememberStore<DB> {
     }
 }
 
-impl<DB: SqlDialect> SqlRememberStore<DB> {
-    /// The default table name, `login_remember_tokens`.
+impl<DB: SqlDialect, K: TableKind> SqlStore<DB, K> {
+    /// The default table name: `login_remember_tokens` or `login_throttle`.
     ///
     /// ```
-    /// # #[cfg(feature = "sqlite")]
-    /// assert_eq!(
-    ///     login_manager::stores::sqlite::SqliteRememberStore::DEFAULT_TABLE,
-    ///     "login_remember_tokens"
-    /// );
+    /// # #[cfg(feature = "sqlite")] {
+    /// use login_manager::stores::sqlite::{SqliteRememberStore, SqliteThrottleStore};
+    ///
+    /// assert_eq!(SqliteRememberStore::DEFAULT_TABLE, "login_remember_tokens");
+    /// assert_eq!(SqliteThrottleStore::DEFAULT_TABLE, "login_throttle");
+    /// # }
     /// ```
-    pub const DEFAULT_TABLE: &'static str = "login_remember_tokens";
+    pub const DEFAULT_TABLE: &'static str = K::DEFAULT_TABLE;
 
-    /// A store using `pool`, table `login_remember_tokens`, a 5 s timeout per call.
+    /// A store using `pool`, the default table, a 5 s timeout per call.
     ///
     /// ```no_run
     /// # #[cfg(feature = "postgres")]
@@ -489,11 +594,13 @@ impl<DB: SqlDialect> SqlRememberStore<DB> {
     pub fn new(pool: Pool<DB>) -> Self {
         let location = Location {
             schema: None,
-            table: Self::DEFAULT_TABLE.to_owned(),
+            table: K::DEFAULT_TABLE.to_owned(),
         };
         Self {
             pool,
-            sql: Arc::new(RememberSql::new::<DB>(&location)),
+            sql: Arc::new(<K::Statements as dialect::Statements>::build::<DB>(
+                &location,
+            )),
             location,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -516,15 +623,15 @@ impl<DB: SqlDialect> SqlRememberStore<DB> {
     }
 
     /// Bounds every call (default 5 s): past it, the call fails with
-    /// [`Error::Timeout`](crate::Error::Timeout)`("remember store")`.
+    /// [`Error::Timeout`](crate::Error::Timeout) (`"remember store"` or `"throttle store"`).
     ///
     /// ```no_run
     /// # #[cfg(feature = "sqlite")]
     /// # fn run(pool: sqlx::SqlitePool) {
     /// use std::time::Duration;
-    /// use login_manager::stores::sqlite::SqliteRememberStore;
+    /// use login_manager::stores::sqlite::SqliteThrottleStore;
     ///
-    /// let store = SqliteRememberStore::new(pool).timeout(Duration::from_secs(2));
+    /// let store = SqliteThrottleStore::new(pool).timeout(Duration::from_secs(2));
     /// # }
     /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -558,16 +665,17 @@ impl<DB: SqlDialect> SqlRememberStore<DB> {
     /// # Ok(()) }
     /// ```
     pub async fn migrate(&self) -> Result<()> {
+        let migration = dialect::Statements::migration(&*self.sql);
         bounded(
             self.timeout,
-            REMEMBER,
-            DB::run_in_transaction(&self.pool, &self.sql.migration),
+            K::WHAT,
+            DB::run_in_transaction(&self.pool, migration),
         )
         .await
     }
 
-    /// Deletes the tokens whose `expires_at` has passed by the database's clock; how many.
-    /// The same as [`RememberStore::delete_expired`].
+    /// Deletes the expired rows (tokens past `expires_at`, ended throttle windows) by the
+    /// database's clock; how many. The same as the stores' own `delete_expired`.
     ///
     /// # Errors
     ///
@@ -580,12 +688,12 @@ impl<DB: SqlDialect> SqlRememberStore<DB> {
     /// # Ok(()) }
     /// ```
     pub async fn delete_expired(&self) -> Result<u64> {
-        self.execute(&self.sql.delete_expired, vec![]).await
+        let statement = dialect::Statements::delete_expired(&*self.sql);
+        self.execute(statement, vec![]).await
     }
 
-    /// Deletes expired tokens now and then every `period` (at least a second), for ever:
-    /// spawn it, and abort the task to stop it. A failed round is logged and retried at the
-    /// next tick.
+    /// Deletes expired rows every `period` (at least a second), for ever: spawn it, and abort
+    /// the task to stop it. A failed round is logged and retried at the next tick.
     ///
     /// ```no_run
     /// # #[cfg(feature = "sqlite")]
@@ -597,7 +705,7 @@ impl<DB: SqlDialect> SqlRememberStore<DB> {
     /// # }
     /// ```
     pub async fn continuously_delete_expired(self, period: Duration) {
-        delete_expired_every(period, REMEMBER, || self.delete_expired()).await;
+        delete_expired_every(period, K::WHAT, || self.delete_expired()).await;
     }
 
     /// Puts the table in `schema` (Postgres' `schema` builder).
@@ -609,13 +717,17 @@ impl<DB: SqlDialect> SqlRememberStore<DB> {
     }
 
     fn rebuild(&mut self) {
-        self.sql = Arc::new(RememberSql::new::<DB>(&self.location));
+        self.sql = Arc::new(<K::Statements as dialect::Statements>::build::<DB>(
+            &self.location,
+        ));
     }
 
     async fn execute(&self, sql: &str, args: Vec<Arg<'_>>) -> Result<u64> {
-        bounded(self.timeout, REMEMBER, DB::execute(&self.pool, sql, args)).await
+        bounded(self.timeout, K::WHAT, DB::execute(&self.pool, sql, args)).await
     }
+}
 
+impl<DB: SqlDialect> SqlRememberStore<DB> {
     async fn fetch(&self, sql: &str, args: Vec<Arg<'_>>) -> Result<Vec<RememberToken>> {
         bounded(
             self.timeout,
@@ -684,212 +796,11 @@ impl<DB: SqlDialect> RememberStore for SqlRememberStore<DB> {
     }
 
     async fn delete_expired(&self) -> Result<u64> {
-        SqlRememberStore::delete_expired(self).await
-    }
-}
-
-/// A [`ThrottleStore`] in a SQL table; use it as
-/// [`SqliteThrottleStore`](super::sqlite::SqliteThrottleStore) or
-/// [`PostgresThrottleStore`](super::postgres::PostgresThrottleStore).
-///
-/// Each failure is one atomic upsert, and windows are measured by the database's clock, so
-/// every app instance applies the same limit. Create the table with
-/// [`migrate`](Self::migrate); expired windows are ignored at once and deleted by
-/// [`delete_expired`](Self::delete_expired) or
-/// [`continuously_delete_expired`](Self::continuously_delete_expired). Windows are capped at
-/// a year.
-///
-/// ```no_run
-/// # #[cfg(feature = "postgres")]
-/// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
-/// use login_manager::stores::postgres::PostgresThrottleStore;
-/// use login_manager::LoginThrottle;
-///
-/// let store = PostgresThrottleStore::new(pool);
-/// store.migrate().await?;
-/// let throttle = LoginThrottle::new(store);
-/// # Ok(()) }
-/// ```
-pub struct SqlThrottleStore<DB: SqlDialect> {
-    pool: Pool<DB>,
-    location: Location,
-    timeout: Duration,
-    sql: Arc<ThrottleSql>,
-}
-
-impl<DB: SqlDialect> Clone for SqlThrottleStore<DB> {
-    fn clone(&self) -> Self {
-        Self {
-            pool: self.pool.clone(),
-            location: self.location.clone(),
-            timeout: self.timeout,
-            sql: Arc::clone(&self.sql),
-        }
-    }
-}
-
-impl<DB: SqlDialect> fmt::Debug for SqlThrottleStore<DB> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlThrottleStore")
-            .field("database", &DB::NAME)
-            .field("table", &self.location.table())
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+        SqlStore::delete_expired(self).await
     }
 }
 
 impl<DB: SqlDialect> SqlThrottleStore<DB> {
-    /// The default table name, `login_throttle`.
-    ///
-    /// ```
-    /// # #[cfg(feature = "sqlite")]
-    /// assert_eq!(
-    ///     login_manager::stores::sqlite::SqliteThrottleStore::DEFAULT_TABLE,
-    ///     "login_throttle"
-    /// );
-    /// ```
-    pub const DEFAULT_TABLE: &'static str = "login_throttle";
-
-    /// A store using `pool`, table `login_throttle`, a 5 s timeout per call.
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "sqlite")]
-    /// # fn run(pool: sqlx::SqlitePool) {
-    /// use login_manager::stores::sqlite::SqliteThrottleStore;
-    ///
-    /// let store = SqliteThrottleStore::new(pool);
-    /// # }
-    /// ```
-    pub fn new(pool: Pool<DB>) -> Self {
-        let location = Location {
-            schema: None,
-            table: Self::DEFAULT_TABLE.to_owned(),
-        };
-        Self {
-            pool,
-            sql: Arc::new(ThrottleSql::new::<DB>(&location)),
-            location,
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
-
-    /// Uses table `name` (quoted: any name is safe and keeps its case).
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "sqlite")]
-    /// # fn run(pool: sqlx::SqlitePool) {
-    /// use login_manager::stores::sqlite::SqliteThrottleStore;
-    ///
-    /// let store = SqliteThrottleStore::new(pool).table_name("failed_logins");
-    /// # }
-    /// ```
-    pub fn table_name(mut self, name: impl Into<String>) -> Self {
-        self.location.table = name.into();
-        self.rebuild();
-        self
-    }
-
-    /// Bounds every call (default 5 s): past it, the call fails with
-    /// [`Error::Timeout`](crate::Error::Timeout)`("throttle store")`.
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "sqlite")]
-    /// # fn run(pool: sqlx::SqlitePool) {
-    /// use std::time::Duration;
-    /// use login_manager::stores::sqlite::SqliteThrottleStore;
-    ///
-    /// let store = SqliteThrottleStore::new(pool).timeout(Duration::from_secs(2));
-    /// # }
-    /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The connection pool.
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "sqlite")]
-    /// # fn run(store: login_manager::stores::sqlite::SqliteThrottleStore) {
-    /// let pool: &sqlx::SqlitePool = store.pool();
-    /// # }
-    /// ```
-    pub fn pool(&self) -> &Pool<DB> {
-        &self.pool
-    }
-
-    /// Creates the table and its index if they do not exist (and, on Postgres, the schema),
-    /// in one transaction. Safe to run on every start-up, from several instances at once.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`](crate::Error::Store) or [`Error::Timeout`](crate::Error::Timeout).
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "sqlite")]
-    /// # async fn run(store: login_manager::stores::sqlite::SqliteThrottleStore) -> login_manager::Result<()> {
-    /// store.migrate().await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn migrate(&self) -> Result<()> {
-        bounded(
-            self.timeout,
-            THROTTLE,
-            DB::run_in_transaction(&self.pool, &self.sql.migration),
-        )
-        .await
-    }
-
-    /// Deletes the windows that have ended by the database's clock; how many. They are
-    /// already ignored; this only reclaims space.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`](crate::Error::Store) or [`Error::Timeout`](crate::Error::Timeout).
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "sqlite")]
-    /// # async fn run(store: login_manager::stores::sqlite::SqliteThrottleStore) -> login_manager::Result<()> {
-    /// let deleted = store.delete_expired().await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn delete_expired(&self) -> Result<u64> {
-        bounded(
-            self.timeout,
-            THROTTLE,
-            DB::execute(&self.pool, &self.sql.delete_expired, vec![]),
-        )
-        .await
-    }
-
-    /// Deletes ended windows now and then every `period` (at least a second), for ever:
-    /// spawn it, and abort the task to stop it. A failed round is logged and retried at the
-    /// next tick.
-    ///
-    /// ```no_run
-    /// # #[cfg(feature = "sqlite")]
-    /// # fn run(store: login_manager::stores::sqlite::SqliteThrottleStore) {
-    /// use std::time::Duration;
-    ///
-    /// tokio::spawn(store.clone().continuously_delete_expired(Duration::from_secs(600)));
-    /// # }
-    /// ```
-    pub async fn continuously_delete_expired(self, period: Duration) {
-        delete_expired_every(period, THROTTLE, || self.delete_expired()).await;
-    }
-
-    /// Puts the table in `schema` (Postgres' `schema` builder).
-    #[cfg(feature = "postgres")]
-    pub(super) fn set_schema(mut self, schema: String) -> Self {
-        self.location.schema = Some(schema);
-        self.rebuild();
-        self
-    }
-
-    fn rebuild(&mut self) {
-        self.sql = Arc::new(ThrottleSql::new::<DB>(&self.location));
-    }
-
     async fn window(&self, sql: &str, args: Vec<Arg<'_>>) -> Result<Option<ThrottleEntry>> {
         let row = bounded(
             self.timeout,
@@ -916,12 +827,8 @@ impl<DB: SqlDialect> ThrottleStore for SqlThrottleStore<DB> {
     }
 
     async fn reset(&self, key: &str) -> Result<()> {
-        bounded(
-            self.timeout,
-            THROTTLE,
-            DB::execute(&self.pool, &self.sql.reset, vec![Arg::Text(key)]),
-        )
-        .await
-        .map(drop)
+        self.execute(&self.sql.reset, vec![Arg::Text(key)])
+            .await
+            .map(drop)
     }
 }
