@@ -267,6 +267,39 @@ fn token_from_fields(
     })
 }
 
+/// The data a [`RedisStore`] keeps: [`RememberKeys`] or [`ThrottleKeys`]. It cannot be
+/// implemented outside this crate.
+pub trait KeyKind: sealed::Kind {}
+
+/// Remember-me tokens ([`RedisRememberStore`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RememberKeys;
+
+/// Throttle windows ([`RedisThrottleStore`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleKeys;
+
+impl KeyKind for RememberKeys {}
+impl KeyKind for ThrottleKeys {}
+
+mod sealed {
+    /// Names of a kind of data, for timeouts and `Debug`.
+    pub trait Kind: Clone + Send + Sync + 'static {
+        const WHAT: &'static str;
+        const NAME: &'static str;
+    }
+
+    impl Kind for super::RememberKeys {
+        const WHAT: &'static str = super::REMEMBER;
+        const NAME: &'static str = "RedisRememberStore";
+    }
+
+    impl Kind for super::ThrottleKeys {
+        const WHAT: &'static str = super::THROTTLE;
+        const NAME: &'static str = "RedisThrottleStore";
+    }
+}
+
 /// Remember-me tokens in Redis (see the [module docs](self) for the key layout).
 ///
 /// Clones share the pool. Times are kept to the millisecond. Expired tokens are removed by
@@ -284,23 +317,42 @@ fn token_from_fields(
 /// let remember = Remember::new(store);
 /// # }
 /// ```
+pub type RedisRememberStore = RedisStore<RememberKeys>;
+
+/// Login-throttle windows in Redis: one counter per key, `INCR` and an expiry set by the
+/// increment that opened the window, in one Lua script. Redis measures the window and
+/// deletes it when it ends.
+///
+/// ```no_run
+/// # fn run(pool: login_manager::stores::redis::fred::clients::Pool) {
+/// use login_manager::stores::redis::RedisThrottleStore;
+/// use login_manager::LoginThrottle;
+///
+/// let throttle = LoginThrottle::new(RedisThrottleStore::new(pool));
+/// # }
+/// ```
+pub type RedisThrottleStore = RedisStore<ThrottleKeys>;
+
+/// A store in Redis: remember-me tokens ([`RedisRememberStore`]) or throttle windows
+/// ([`RedisThrottleStore`]).
 #[derive(Clone)]
-pub struct RedisRememberStore {
+pub struct RedisStore<K: KeyKind> {
     pool: Pool,
     prefix: String,
     timeout: Duration,
+    kind: std::marker::PhantomData<K>,
 }
 
-impl fmt::Debug for RedisRememberStore {
+impl<K: KeyKind> fmt::Debug for RedisStore<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisRememberStore")
+        f.debug_struct(K::NAME)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl RedisRememberStore {
+impl<K: KeyKind> RedisStore<K> {
     /// A store on `pool` (which the caller [`init`](fred::prelude::ClientLike::init)s), keys
     /// under `login:`, a 5 s timeout per call.
     ///
@@ -316,6 +368,7 @@ impl RedisRememberStore {
             pool,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            kind: std::marker::PhantomData,
         }
     }
 
@@ -324,9 +377,9 @@ impl RedisRememberStore {
     ///
     /// ```no_run
     /// # fn run(pool: login_manager::stores::redis::fred::clients::Pool) {
-    /// use login_manager::stores::redis::RedisRememberStore;
+    /// use login_manager::stores::redis::RedisThrottleStore;
     ///
-    /// let store = RedisRememberStore::new(pool).key_prefix("myapp:");
+    /// let store = RedisThrottleStore::new(pool).key_prefix("myapp:");
     /// # }
     /// ```
     pub fn key_prefix(mut self, prefix: impl AsRef<str>) -> Self {
@@ -335,7 +388,7 @@ impl RedisRememberStore {
     }
 
     /// Bounds every call (default 5 s): past it, the call fails with
-    /// [`Error::Timeout`](crate::Error::Timeout)`("remember store")`.
+    /// [`Error::Timeout`](crate::Error::Timeout) (`"remember store"` or `"throttle store"`).
     ///
     /// ```no_run
     /// # fn run(pool: login_manager::stores::redis::fred::clients::Pool) {
@@ -361,6 +414,15 @@ impl RedisRememberStore {
         &self.pool
     }
 
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = std::result::Result<T, BoxError>>,
+    ) -> Result<T> {
+        bounded(self.timeout, K::WHAT, call).await
+    }
+}
+
+impl RedisRememberStore {
     fn pointer_key(&self, selector: &str) -> String {
         format!("{}remember:selector:{selector}", self.prefix)
     }
@@ -376,13 +438,6 @@ impl RedisRememberStore {
 
     fn token_key(&self, user_id: &str, selector: &str) -> String {
         format!("{}{selector}", self.token_key_prefix(user_id))
-    }
-
-    async fn bounded<T>(
-        &self,
-        call: impl std::future::Future<Output = std::result::Result<T, BoxError>>,
-    ) -> Result<T> {
-        bounded(self.timeout, REMEMBER, call).await
     }
 
     async fn run_create(&self, token: RememberToken) -> std::result::Result<(), BoxError> {
@@ -566,94 +621,7 @@ impl RememberStore for RedisRememberStore {
     }
 }
 
-/// Login-throttle windows in Redis: one counter per key, `INCR` and an expiry set by the
-/// increment that opened the window, in one Lua script. Redis measures the window and
-/// deletes it when it ends.
-///
-/// ```no_run
-/// # fn run(pool: login_manager::stores::redis::fred::clients::Pool) {
-/// use login_manager::stores::redis::RedisThrottleStore;
-/// use login_manager::LoginThrottle;
-///
-/// let throttle = LoginThrottle::new(RedisThrottleStore::new(pool));
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct RedisThrottleStore {
-    pool: Pool,
-    prefix: String,
-    timeout: Duration,
-}
-
-impl fmt::Debug for RedisThrottleStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisThrottleStore")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
 impl RedisThrottleStore {
-    /// A store on `pool` (which the caller [`init`](fred::prelude::ClientLike::init)s), keys
-    /// `login:throttle:<key>`, a 5 s timeout per call.
-    ///
-    /// ```no_run
-    /// # fn run(pool: login_manager::stores::redis::fred::clients::Pool) {
-    /// use login_manager::stores::redis::RedisThrottleStore;
-    ///
-    /// let store = RedisThrottleStore::new(pool);
-    /// # }
-    /// ```
-    pub fn new(pool: Pool) -> Self {
-        Self {
-            pool,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
-
-    /// Puts the keys under `prefix` (default `login:`; braces are percent-encoded).
-    ///
-    /// ```no_run
-    /// # fn run(pool: login_manager::stores::redis::fred::clients::Pool) {
-    /// use login_manager::stores::redis::RedisThrottleStore;
-    ///
-    /// let store = RedisThrottleStore::new(pool).key_prefix("myapp:");
-    /// # }
-    /// ```
-    pub fn key_prefix(mut self, prefix: impl AsRef<str>) -> Self {
-        self.prefix = escape_prefix(prefix.as_ref());
-        self
-    }
-
-    /// Bounds every call (default 5 s): past it, the call fails with
-    /// [`Error::Timeout`](crate::Error::Timeout)`("throttle store")`.
-    ///
-    /// ```no_run
-    /// # fn run(pool: login_manager::stores::redis::fred::clients::Pool) {
-    /// use std::time::Duration;
-    /// use login_manager::stores::redis::RedisThrottleStore;
-    ///
-    /// let store = RedisThrottleStore::new(pool).timeout(Duration::from_secs(1));
-    /// # }
-    /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The pool.
-    ///
-    /// ```no_run
-    /// # fn run(store: login_manager::stores::redis::RedisThrottleStore) {
-    /// let pool = store.pool().clone();
-    /// # }
-    /// ```
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     fn key(&self, key: &str) -> String {
         format!("{}throttle:{key}", self.prefix)
     }
