@@ -182,6 +182,7 @@ mod manager;
 pub mod password;
 pub mod redirect;
 pub mod remember;
+pub mod session_backend;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub mod stores;
 #[cfg(feature = "testing")]

@@ -31,6 +31,11 @@ const DEMO_ENV: &[&str] = &[
     "DEMO_REMEMBER_DAYS",
     "DEMO_REMEMBER_GRACE_SECS",
     "DEMO_THROTTLE_MAX_FAILURES",
+    "DEMO_REDIS_PREFIX",
+    "SESSION_STORE",
+    "DEMO_SESSION_DIR",
+    "DEMO_SESSION_KEY",
+    "DEMO_SESSION_LIFETIME_SECS",
 ];
 
 /// How long the demo may take to print its address (migrations and seeding included).
