@@ -112,7 +112,8 @@ fn dep_info_sources(dep_info: &str) -> Vec<PathBuf> {
     sources
 }
 
-/// A running demo process with its own temporary database; killed when dropped.
+/// A running demo process with its own temporary directory (its working directory, with
+/// the SQLite database unless `DATABASE_URL` says otherwise); killed when dropped.
 pub struct Demo {
     child: Child,
     /// `http://127.0.0.1:<port>`.
@@ -121,7 +122,9 @@ pub struct Demo {
     pub addr: String,
     pub db_path: PathBuf,
     log_path: PathBuf,
-    _dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    /// `None` only while [`Demo::restart`] hands it to the next process.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Demo {
@@ -132,11 +135,33 @@ impl Demo {
 
     /// Starts the demo with extra environment variables (e.g. small timeouts).
     pub fn start_with(env: &[(&str, &str)]) -> Self {
-        let bin = demo_binary();
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let env = env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        Self::spawn(dir, env)
+    }
+
+    /// Stops the process and starts a new one with the same settings and directory (and so
+    /// the same SQLite database, session directory, ...), on a new port.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.take().expect("the demo's directory");
+        Self::spawn(dir, std::mem::take(&mut self.env))
+    }
+
+    fn spawn(dir: tempfile::TempDir, env: Vec<(String, String)>) -> Self {
+        let bin = demo_binary();
         let db_path = dir.path().join("demo.db");
         let log_path = dir.path().join("demo.log");
-        let log = File::create(&log_path).expect("the demo's log file");
+        // Appending: after a restart the log keeps the first process's lines.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("the demo's log file");
 
         let mut command = Command::new(&bin);
         for name in DEMO_ENV {
@@ -149,7 +174,7 @@ impl Demo {
                 format!("sqlite://{}?mode=rwc", db_path.display()),
             )
             .env("RUST_LOG", "info,login_manager=debug")
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -175,7 +200,8 @@ impl Demo {
             addr: String::new(),
             db_path,
             log_path,
-            _dir: dir,
+            env,
+            dir: Some(dir),
         };
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         loop {
@@ -242,6 +268,23 @@ impl Drop for Demo {
     }
 }
 
+/// A browser that was closed (no session cookie) but kept its remember-me cookie.
+pub fn reopened_browser(demo: &Demo, remember_token: &str) -> Client {
+    let mut client = demo.client();
+    client.set_cookie("remember_token", remember_token);
+    client
+}
+
+pub fn remember_cookie(client: &Client) -> String {
+    client
+        .cookie("remember_token")
+        .expect("a remember_token cookie")
+}
+
+pub fn session_cookie(client: &Client) -> String {
+    client.cookie("session").expect("a session cookie")
+}
+
 /// One HTTP response, read completely.
 #[derive(Debug)]
 pub struct Resp {
@@ -302,6 +345,8 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     cookies: BTreeMap<String, String>,
+    /// Every value any response set, in order (e.g. the session ids to clean up).
+    seen: Vec<(String, String)>,
     pub user_agent: String,
 }
 
@@ -316,8 +361,24 @@ impl Client {
             http,
             base: base.to_owned(),
             cookies: BTreeMap::new(),
+            seen: Vec::new(),
             user_agent: "demo-http-test".to_owned(),
         }
+    }
+
+    /// Sends the next requests to another server (`http://host:port`), keeping the cookies:
+    /// a load balancer that moves the browser to another instance.
+    pub fn set_base(&mut self, base: &str) {
+        self.base = base.to_owned();
+    }
+
+    /// Every value the responses so far gave cookie `name`.
+    pub fn values_seen(&self, name: &str) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, value)| value.clone())
+            .collect()
     }
 
     pub fn with_user_agent(mut self, user_agent: &str) -> Self {
@@ -422,6 +483,8 @@ impl Client {
             if expired {
                 self.cookies.remove(cookie.name());
             } else {
+                self.seen
+                    .push((cookie.name().to_owned(), cookie.value().to_owned()));
                 self.cookies
                     .insert(cookie.name().to_owned(), cookie.value().to_owned());
             }
