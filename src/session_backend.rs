@@ -204,8 +204,23 @@ impl SessionBackend {
     /// The backend a URL names (see the module documentation), connected and with its tables
     /// created. Errors name the scheme only, never the URL: it may hold a password.
     pub async fn from_url(url: &str) -> Result<Self> {
+        const KNOWN: &str = "known: memory, sqlite, postgres, redis, file, cookie";
         let url = url.trim();
-        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        let scheme = match url.split_once(':') {
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                scheme
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "a session URL starts with its backend, like `memory:` ({KNOWN})"
+                )))
+            }
+        };
         let rest = &url[scheme.len()..];
         let backend = match scheme.to_ascii_lowercase().as_str() {
             "memory" => Self::Memory(MemoryStore::default()),
@@ -230,7 +245,7 @@ impl SessionBackend {
             other => {
                 return Err(Error::Config(format!(
                     "session backend {other:?} is unknown or its `sessions-*` feature is off \
-                     (known: memory, sqlite, postgres, redis, file, cookie)"
+                     ({KNOWN})"
                 )))
             }
         };
