@@ -10,11 +10,11 @@
 mod demo_support;
 mod store_support;
 
-use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use demo_support::{remember_cookie, reopened_browser, session_cookie, Client, Demo, ADMIN, ALICE};
+use demo_support::{
+    remember_cookie, reopened_browser, session_cookie, Demo, SessionIds, ADMIN, ALICE,
+};
 use store_support::{backends, redis_url, unique, with_teardown, PgDatabase};
 
 /// The remember-me grace window of both instances: long enough for two requests, short
@@ -53,7 +53,8 @@ async fn two_instances_share_sessions_in_redis() {
             // Remember-me and throttle keys are under the prefix; session keys are bare
             // session ids (tower-sessions-redis-store has no prefix): delete those seen.
             backends::delete_keys(&redis, &prefix).await;
-            for id in sessions.0.lock().unwrap().drain(..) {
+            let ids: Vec<String> = sessions.lock().unwrap().drain(..).collect();
+            for id in ids {
                 let _: i64 = fred::prelude::KeysInterface::del(&redis, id)
                     .await
                     .expect("delete a session key");
@@ -64,53 +65,6 @@ async fn two_instances_share_sessions_in_redis() {
     with_teardown(scenario(env, "redis", sessions), teardown).await;
 }
 
-/// The session ids the test's browsers were given, for the Redis teardown.
-#[derive(Clone, Default)]
-struct SessionIds(Arc<Mutex<Vec<String>>>);
-
-/// A browser that reports its session ids when dropped, also when the test panics.
-struct Browser {
-    client: Client,
-    ids: SessionIds,
-}
-
-impl Browser {
-    fn new(demo: &Demo, ids: &SessionIds) -> Self {
-        Self {
-            client: demo.client(),
-            ids: ids.clone(),
-        }
-    }
-
-    fn reopened(demo: &Demo, remember_token: &str, ids: &SessionIds) -> Self {
-        Self {
-            client: reopened_browser(demo, remember_token),
-            ids: ids.clone(),
-        }
-    }
-}
-
-impl Deref for Browser {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        &self.client
-    }
-}
-
-impl DerefMut for Browser {
-    fn deref_mut(&mut self) -> &mut Client {
-        &mut self.client
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if let Ok(mut ids) = self.ids.0.lock() {
-            ids.extend(self.client.values_seen("session"));
-        }
-    }
-}
-
 /// `sessions`: where the demo must say it keeps sessions.
 async fn scenario(mut env: Vec<(String, String)>, sessions: &'static str, ids: SessionIds) {
     env.push((
@@ -119,7 +73,7 @@ async fn scenario(mut env: Vec<(String, String)>, sessions: &'static str, ids: S
     ));
     let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     // Both at once, as a deployment starts them: migrations and seeding must take turns.
-    let (a, b) = tokio::task::block_in_place(|| {
+    let (mut a, mut b) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let a = scope.spawn(|| Demo::start_with(&env));
             let b = scope.spawn(|| Demo::start_with(&env));
@@ -127,13 +81,15 @@ async fn scenario(mut env: Vec<(String, String)>, sessions: &'static str, ids: S
         })
     });
 
+    a.session_ids = Some(ids.clone());
+    b.session_ids = Some(ids);
     for demo in [&a, &b] {
         let ready = format!("sessions=\"{sessions}\"");
         assert!(demo.log().contains(&ready), "{}", demo.log());
     }
 
     // Logged in on A, the session works on B.
-    let mut browser = Browser::new(&a, &ids);
+    let mut browser = a.client();
     browser.login_ok(ALICE, false).await;
     browser.set_base(&b.base);
     let page = browser.get("/dashboard").await;
@@ -143,22 +99,22 @@ async fn scenario(mut env: Vec<(String, String)>, sessions: &'static str, ids: S
     // Logged out on B, the session is dead on A.
     let old_session = session_cookie(&browser);
     browser.post_form("/logout", &[]).await.assert_status(303);
-    let mut replay = Browser::new(&a, &ids);
+    let mut replay = a.client();
     replay.set_cookie("session", &old_session);
     replay.get("/dashboard").await.assert_status(303);
 
     // Remember-me: restored on A, the token rotates.
-    let mut browser = Browser::new(&a, &ids);
+    let mut browser = a.client();
     browser.login_ok(ALICE, true).await;
     let first = remember_cookie(&browser);
-    let mut on_a = Browser::reopened(&a, &first, &ids);
+    let mut on_a = reopened_browser(&a, &first);
     on_a.get("/dashboard").await.assert_status(200);
     let rotated = remember_cookie(&on_a);
     assert_ne!(rotated, first, "restoring rotates the token");
 
     // A parallel request on B with the old value, within the grace window: still logged in,
     // and the token is not rotated again.
-    let mut parallel = Browser::reopened(&b, &first, &ids);
+    let mut parallel = reopened_browser(&b, &first);
     parallel.get("/dashboard").await.assert_status(200);
     assert_eq!(
         remember_cookie(&parallel),
@@ -167,7 +123,7 @@ async fn scenario(mut env: Vec<(String, String)>, sessions: &'static str, ids: S
     );
 
     // The rotated token works on B (and rotates again there).
-    let mut on_b = Browser::reopened(&b, &rotated, &ids);
+    let mut on_b = reopened_browser(&b, &rotated);
     on_b.get("/dashboard").await.assert_status(200);
     let latest = remember_cookie(&on_b);
     assert_ne!(latest, rotated);
@@ -175,18 +131,18 @@ async fn scenario(mut env: Vec<(String, String)>, sessions: &'static str, ids: S
     // After the grace window, the rotated-out value is a replay: B revokes every token of
     // alice, so the latest one is dead on A too.
     tokio::time::sleep(Duration::from_secs(GRACE_SECS + 1)).await;
-    Browser::reopened(&b, &rotated, &ids)
+    reopened_browser(&b, &rotated)
         .get("/dashboard")
         .await
         .assert_status(303);
-    Browser::reopened(&a, &latest, &ids)
+    reopened_browser(&a, &latest)
         .get("/dashboard")
         .await
         .assert_status(303);
 
     // Throttling counts across instances: 3 failures on A and 2 on B lock the account on
     // both (default: 5 per account).
-    let mut attacker = Browser::new(&a, &ids);
+    let mut attacker = a.client();
     let wrong = (ADMIN.0, "not-the-password");
     for base in [&a.base, &a.base, &a.base, &b.base, &b.base] {
         attacker.set_base(base);

@@ -9,6 +9,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -112,6 +113,11 @@ fn dep_info_sources(dep_info: &str) -> Vec<PathBuf> {
     sources
 }
 
+/// Where clients report the session ids they were given, when dropped (also when a test
+/// panics): the Redis tests delete those keys afterwards (session keys there are bare ids,
+/// not under a test's prefix).
+pub type SessionIds = Arc<Mutex<Vec<String>>>;
+
 /// A running demo process with its own temporary directory (its working directory, with
 /// the SQLite database unless `DATABASE_URL` says otherwise); killed when dropped.
 pub struct Demo {
@@ -123,6 +129,8 @@ pub struct Demo {
     pub db_path: PathBuf,
     log_path: PathBuf,
     env: Vec<(String, String)>,
+    /// Given to every client of [`Demo::client`].
+    pub session_ids: Option<SessionIds>,
     /// `None` only while [`Demo::restart`] hands it to the next process.
     dir: Option<tempfile::TempDir>,
 }
@@ -149,7 +157,9 @@ impl Demo {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let dir = self.dir.take().expect("the demo's directory");
-        Self::spawn(dir, std::mem::take(&mut self.env))
+        let mut next = Self::spawn(dir, std::mem::take(&mut self.env));
+        next.session_ids = self.session_ids.take();
+        next
     }
 
     fn spawn(dir: tempfile::TempDir, env: Vec<(String, String)>) -> Self {
@@ -201,6 +211,7 @@ impl Demo {
             db_path,
             log_path,
             env,
+            session_ids: None,
             dir: Some(dir),
         };
         let deadline = std::time::Instant::now() + START_TIMEOUT;
@@ -235,7 +246,9 @@ impl Demo {
 
     /// A new client without cookies: a new browser.
     pub fn client(&self) -> Client {
-        Client::new(&self.base)
+        let mut client = Client::new(&self.base);
+        client.session_ids = self.session_ids.clone();
+        client
     }
 
     /// Runs SQL against the demo's database (e.g. to disable an account).
@@ -345,9 +358,21 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     cookies: BTreeMap<String, String>,
-    /// Every value any response set, in order (e.g. the session ids to clean up).
+    /// Every value any response set, in order.
     seen: Vec<(String, String)>,
+    /// Gets the session ids of `seen` when the client is dropped.
+    pub session_ids: Option<SessionIds>,
     pub user_agent: String,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(ids) = &self.session_ids {
+            if let Ok(mut ids) = ids.lock() {
+                ids.extend(self.values_seen("session"));
+            }
+        }
+    }
 }
 
 impl Client {
@@ -362,6 +387,7 @@ impl Client {
             base: base.to_owned(),
             cookies: BTreeMap::new(),
             seen: Vec::new(),
+            session_ids: None,
             user_agent: "demo-http-test".to_owned(),
         }
     }
