@@ -3,7 +3,10 @@
 
 mod demo_support;
 
-use demo_support::{Client, Demo, Resp, ADMIN, ALICE, INVALID_CREDENTIALS};
+use demo_support::{
+    remember_cookie, reopened_browser, session_cookie, Demo, Resp, ADMIN, ALICE,
+    INVALID_CREDENTIALS,
+};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -21,22 +24,6 @@ fn assert_private(resp: &Resp) {
 }
 
 /// A client with nothing but this remember-me cookie: a browser reopened after closing.
-fn reopened_browser(demo: &Demo, remember_token: &str) -> Client {
-    let mut client = demo.client();
-    client.set_cookie("remember_token", remember_token);
-    client
-}
-
-fn remember_cookie(client: &Client) -> String {
-    client
-        .cookie("remember_token")
-        .expect("a remember_token cookie")
-}
-
-fn session_cookie(client: &Client) -> String {
-    client.cookie("session").expect("a session cookie")
-}
-
 #[tokio::test]
 async fn home_is_public_and_says_who_is_signed_in() {
     let demo = Demo::start();
@@ -960,6 +947,23 @@ async fn replayed_remember_cookie_revokes_every_token() {
         .get("/dashboard")
         .await
         .assert_status(303);
+}
+
+#[tokio::test]
+async fn sessions_and_remember_me_survive_a_restart() {
+    // The default: sessions, remember-me tokens and throttle counts all in SQLite.
+    let demo = Demo::start();
+    let mut browser = demo.client();
+    browser.login_ok(ALICE, true).await;
+    let token = remember_cookie(&browser);
+
+    let demo = demo.restart();
+    browser.set_base(&demo.base);
+    browser.get("/dashboard").await.assert_status(200);
+    reopened_browser(&demo, &token)
+        .get("/dashboard")
+        .await
+        .assert_status(200);
 }
 
 #[tokio::test]

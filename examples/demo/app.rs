@@ -10,17 +10,16 @@ use axum::{
     Router,
 };
 use http::StatusCode;
+use login_manager::session_backend::SessionLayer;
 use login_manager::{
     guard::{Client, Reason, Rejection},
     permission_required, AuthSession, CrossOriginProtection, LoginManager, LoginThrottle,
     LoginView, PasswordHasher, PasswordLogin, Remember,
 };
-use sqlx::SqlitePool;
-use tower_sessions::{cookie::SameSite, SessionManagerLayer};
 
 use crate::{
     config::Config,
-    db::Users,
+    db::{Db, Users},
     routes::{account, admin, api, auth, pages},
     stores::{self, Stores},
     web::{self, Flash, PendingFlash},
@@ -41,8 +40,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn db(&self) -> &SqlitePool {
-        self.users.pool()
+    pub fn db(&self) -> &Db {
+        self.users.db()
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
@@ -51,8 +50,14 @@ impl AppState {
 }
 
 /// The whole app, ready to serve.
-pub fn build(config: &Config, pool: SqlitePool, hasher: PasswordHasher, stores: Stores) -> Router {
-    let users = Users::new(pool);
+pub fn build(
+    config: &Config,
+    db: Db,
+    hasher: PasswordHasher,
+    stores: Stores,
+    sessions: SessionLayer,
+) -> Router {
+    let users = Users::new(db);
     let throttle = LoginThrottle::new(stores.throttle).max_failures(config.throttle_max_failures);
     let state = AppState {
         users: users.clone(),
@@ -73,16 +78,6 @@ pub fn build(config: &Config, pool: SqlitePool, hasher: PasswordHasher, stores: 
         .idle_timeout(config.idle_timeout)
         .absolute_timeout(config.absolute_timeout)
         .unauthorized_handler(unauthorized);
-
-    // Lax like the remember cookie (tower-sessions defaults to Strict): with a Strict session
-    // cookie, arriving from a link on another site would look logged out and restore a new,
-    // non-fresh session from the Lax remember cookie. Unsafe cross-site requests are refused
-    // by `CrossOriginProtection` instead. No expiry: the cookie ends with the browser, which
-    // is what "remember me" is for.
-    let sessions = SessionManagerLayer::new(stores.sessions)
-        .with_name("session")
-        .with_secure(config.secure_cookies)
-        .with_same_site(SameSite::Lax);
 
     // `permission_required` as a route layer; `LoginView` sends this router's anonymous
     // visitors to its own login page.

@@ -2,17 +2,64 @@
 //! `cargo run --example demo` works with none set; a value that does not parse stops the
 //! demo with a message naming the variable, rather than silently using the default.
 
-use std::{env, fmt::Display, str::FromStr};
+use std::{env, fmt::Display, path::PathBuf, str::FromStr};
 
+use base64::{engine::general_purpose, Engine};
 use login_manager::Duration;
 
-/// The demo's settings.
-#[derive(Debug, Clone)]
+/// `SESSION_STORE`: where sessions live (Flask-Session's `SESSION_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStore {
+    Memory,
+    Sqlite,
+    Postgres,
+    Redis,
+    File,
+    Cookie,
+}
+
+impl FromStr for SessionStore {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        Ok(match value {
+            "memory" => Self::Memory,
+            "sqlite" => Self::Sqlite,
+            "postgres" => Self::Postgres,
+            "redis" => Self::Redis,
+            "file" => Self::File,
+            "cookie" => Self::Cookie,
+            _ => return Err("use memory, sqlite, postgres, redis, file or cookie".to_owned()),
+        })
+    }
+}
+
+/// The demo's settings. No `Debug`: it holds the session key.
+#[derive(Clone)]
 pub struct Config {
     /// `DEMO_ADDR`: where to listen; port 0 picks a free port (the real one is printed).
     pub addr: String,
-    /// `DATABASE_URL`: the SQLite database holding users, API tokens and sessions.
+    /// `DATABASE_URL`: the database (`sqlite:` or `postgres:`) holding users and API tokens,
+    /// and, without `REDIS_URL`, sessions, remember-me tokens and throttle counters.
     pub database_url: String,
+    /// `REDIS_URL`: when set, sessions, remember-me tokens and throttle counters live in
+    /// Redis (one connection pool for all three).
+    pub redis_url: Option<String>,
+    /// `DEMO_REDIS_PREFIX`: the key prefix of the remember-me and throttle keys in Redis
+    /// (the library's default, `login:`, when unset). Session keys are bare session ids
+    /// (tower-sessions-redis-store has no prefix).
+    pub redis_prefix: Option<String>,
+    /// `SESSION_STORE`: where sessions live. Default: `redis` with `REDIS_URL`, else the
+    /// database's engine (`sqlite` by default).
+    pub session_store: SessionStore,
+    /// `DEMO_SESSION_DIR`: the directory of `SESSION_STORE=file` (default `demo-sessions`).
+    pub session_dir: PathBuf,
+    /// `DEMO_SESSION_KEY`: base64 of at least 64 random bytes, the key of
+    /// `SESSION_STORE=cookie` (e.g. `openssl rand -base64 64`). Unset: a random key per start.
+    pub session_key: Option<Vec<u8>>,
+    /// `DEMO_SESSION_LIFETIME_SECS`: permanent session cookies with this lifetime; unset or
+    /// 0: browser-session cookies (the default), which end when the browser closes.
+    pub session_lifetime: Option<Duration>,
     /// `DEMO_SECURE_COOKIES`: the `Secure` attribute of the session and remember cookies.
     /// Off by default because the demo serves plain HTTP; turn it on behind TLS.
     pub secure_cookies: bool,
@@ -36,10 +83,37 @@ impl Config {
             // The throttle would lock every account before its first attempt.
             return Err("DEMO_THROTTLE_MAX_FAILURES must be at least 1".to_owned());
         }
+        let database_url =
+            non_empty("DATABASE_URL").unwrap_or_else(|| "sqlite://demo.db?mode=rwc".to_owned());
+        let redis_url = non_empty("REDIS_URL");
+        let default_store = if redis_url.is_some() {
+            SessionStore::Redis
+        } else if database_url.starts_with("postgres") {
+            SessionStore::Postgres
+        } else {
+            SessionStore::Sqlite
+        };
+        let session_key = non_empty("DEMO_SESSION_KEY")
+            .map(|key| {
+                general_purpose::STANDARD
+                    .decode(key.trim())
+                    .map_err(|e| format!("DEMO_SESSION_KEY is not valid base64: {e}"))
+            })
+            .transpose()?;
+        let session_lifetime = match parse("DEMO_SESSION_LIFETIME_SECS", 0u32)? {
+            0 => None,
+            secs => Some(Duration::seconds(secs.into())),
+        };
         Ok(Self {
             addr: env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned()),
-            database_url: env::var("DATABASE_URL")
-                .unwrap_or_else(|_| "sqlite://demo.db?mode=rwc".to_owned()),
+            database_url,
+            redis_url,
+            redis_prefix: non_empty("DEMO_REDIS_PREFIX"),
+            session_store: parse("SESSION_STORE", default_store)?,
+            session_dir: non_empty("DEMO_SESSION_DIR")
+                .map_or_else(|| PathBuf::from("demo-sessions"), PathBuf::from),
+            session_key,
+            session_lifetime,
             secure_cookies: parse_bool("DEMO_SECURE_COOKIES", false)?,
             idle_timeout: Duration::seconds(parse("DEMO_IDLE_TIMEOUT_SECS", 1800)?),
             absolute_timeout: Duration::seconds(parse("DEMO_ABSOLUTE_TIMEOUT_SECS", 43_200)?),
@@ -48,6 +122,11 @@ impl Config {
             throttle_max_failures,
         })
     }
+}
+
+/// The variable's value, unless it is unset or empty.
+fn non_empty(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|value| !value.trim().is_empty())
 }
 
 /// The variable parsed as a `T`, or `default` when it is unset or empty.

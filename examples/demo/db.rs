@@ -1,5 +1,7 @@
 //! The users database: the `User` type, the `Users` loader the login manager calls, API
-//! tokens, and first-start seeding.
+//! tokens, and first-start seeding. SQLite by default, Postgres with a `postgres://`
+//! `DATABASE_URL`: every query is written once (`$1` placeholders work in both) and run on
+//! whichever pool [`Db`] holds.
 
 use std::{collections::HashSet, str::FromStr, time::Duration as StdDuration};
 
@@ -9,9 +11,28 @@ use login_manager::{async_trait, AuthUser, PasswordHasher, PasswordUserLoader, U
 use rand::{rngs::OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use sqlx::{
+    postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
-    SqlitePool,
+    Connection, PgPool, SqlitePool,
 };
+
+/// The users database, on one of two engines. Cheap to clone (a pool).
+#[derive(Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool: the same statement, type-checked
+/// for each engine.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite($pool) => $body,
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
 
 /// Accounts created on first start: (username, password, permissions).
 pub const SEED_ACCOUNTS: &[(&str, &str, &[&str])] = &[
@@ -56,40 +77,91 @@ pub fn validate_password(password: &str) -> Result<(), String> {
     }
 }
 
-/// Opens (creating if needed) the database and applies the embedded migrations.
-pub async fn connect(url: &str) -> Result<SqlitePool, sqlx::Error> {
-    let options = SqliteConnectOptions::from_str(url)?
-        // WAL lets page views read while a login writes; the busy timeout makes concurrent
-        // writers wait for each other instead of failing with "database is locked".
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(StdDuration::from_secs(5))
-        .foreign_keys(true);
-    let pool = SqlitePoolOptions::new().connect_with(options).await?;
-    sqlx::migrate!("examples/demo/migrations")
-        .run(&pool)
+/// How long start-up waits for the database server.
+const CONNECT_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+
+/// Opens (creating if needed) the database named by `url` (`sqlite:` or `postgres:`) and
+/// applies the embedded migrations of its engine.
+pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let connect = PgPoolOptions::new()
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect(url);
+        let pool = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        // sqlx's migrator takes a Postgres advisory lock: instances starting at once take
+        // turns.
+        sqlx::migrate!("examples/demo/migrations/postgres")
+            .run(&pool)
+            .await?;
+        Ok(Db::Postgres(pool))
+    } else {
+        let options = SqliteConnectOptions::from_str(url)?
+            // WAL lets page views read while a login writes; the busy timeout makes concurrent
+            // writers wait for each other instead of failing with "database is locked".
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(StdDuration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().connect_with(options).await?;
+        sqlx::migrate!("examples/demo/migrations/sqlite")
+            .run(&pool)
+            .await?;
+        Ok(Db::Sqlite(pool))
+    }
+}
+
+/// Runs `setup` (table creation, seeding) while no other instance of the demo runs its own:
+/// on Postgres an advisory lock on a connection of its own, held until `setup` ends. SQLite
+/// needs none (it serializes writers, and seeding tolerates a lost race).
+pub async fn exclusively<T, E>(
+    db: &Db,
+    setup: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E>
+where
+    E: From<sqlx::Error>,
+{
+    let Db::Postgres(pool) = db else {
+        return setup.await;
+    };
+    let mut lock = sqlx::PgConnection::connect_with(&pool.connect_options()).await?;
+    sqlx::query("SELECT pg_advisory_lock(hashtext('login_manager_demo.setup'))")
+        .execute(&mut lock)
         .await?;
-    Ok(pool)
+    let result = setup.await;
+    // Closing the connection releases the lock, also when `setup` failed.
+    let _ = lock.close().await;
+    result
 }
 
 /// Creates the seed accounts that do not exist yet (an existing account keeps whatever
 /// password its owner set).
-pub async fn seed(pool: &SqlitePool, hasher: &PasswordHasher) -> Result<(), SeedError> {
+pub async fn seed(db: &Db, hasher: &PasswordHasher) -> Result<(), SeedError> {
     for (username, password, permissions) in SEED_ACCOUNTS {
-        let exists = sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE username = ?")
-            .bind(username)
-            .fetch_optional(pool)
-            .await?;
+        let exists: Option<i64> = on_db!(db, pool => {
+            sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = lower($1)")
+                .bind(username)
+                .fetch_optional(pool)
+                .await?
+        });
         if exists.is_some() {
             continue;
         }
         let hash = hasher.hash(password).await?;
-        let id = insert_user(pool, username, &hash).await?;
+        let id = match insert_user(db, username, &hash).await {
+            Ok(id) => id,
+            // Another instance seeded it first (SQLite; on Postgres `exclusively` prevents it).
+            Err(err) if is_unique_violation(&err) => continue,
+            Err(err) => return Err(err.into()),
+        };
         for permission in *permissions {
-            sqlx::query("INSERT INTO user_permissions (user_id, permission) VALUES (?, ?)")
-                .bind(id)
-                .bind(permission)
-                .execute(pool)
-                .await?;
+            on_db!(db, pool => {
+                sqlx::query("INSERT INTO user_permissions (user_id, permission) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(permission)
+                    .execute(pool)
+                    .await?;
+            });
         }
         tracing::info!(username, "seeded account");
     }
@@ -106,19 +178,18 @@ pub enum SeedError {
 }
 
 /// Inserts a user; a taken username is a unique-constraint error (see [`is_unique_violation`]).
-pub async fn insert_user(
-    pool: &SqlitePool,
-    username: &str,
-    password_hash: &str,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?) RETURNING id",
-    )
-    .bind(username)
-    .bind(password_hash)
-    .bind(unix_now())
-    .fetch_one(pool)
-    .await
+pub async fn insert_user(db: &Db, username: &str, password_hash: &str) -> Result<i64, sqlx::Error> {
+    on_db!(db, pool => {
+        sqlx::query_scalar(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
+             RETURNING id",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(unix_now())
+        .fetch_one(pool)
+        .await
+    })
 }
 
 /// Whether `err` is a UNIQUE violation: checking for the username first would race with a
@@ -129,34 +200,39 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 }
 
 pub async fn set_password_hash(
-    pool: &SqlitePool,
+    db: &Db,
     user_id: i64,
     password_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-        .bind(password_hash)
-        .bind(user_id)
-        .execute(pool)
-        .await?;
+    on_db!(db, pool => {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(pool)
+            .await?;
+    });
     Ok(())
 }
 
 /// Every user, for the admin page: (user, comma-separated permissions).
-pub async fn all_users(pool: &SqlitePool) -> Result<Vec<(User, String)>, sqlx::Error> {
+pub async fn all_users(db: &Db) -> Result<Vec<(User, String)>, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
         user: User,
         permissions: String,
     }
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at,
-                COALESCE(GROUP_CONCAT(p.permission, ', '), '') AS permissions
-         FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id
-         GROUP BY u.id ORDER BY u.id",
-    )
-    .fetch_all(pool)
-    .await?;
+    // `string_agg`: Postgres, and SQLite since 3.44.
+    let rows: Vec<Row> = on_db!(db, pool => {
+        sqlx::query_as(
+            "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at,
+                    COALESCE(string_agg(p.permission, ', '), '') AS permissions
+             FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id
+             GROUP BY u.id ORDER BY u.id",
+        )
+        .fetch_all(pool)
+        .await?
+    });
     Ok(rows.into_iter().map(|r| (r.user, r.permissions)).collect())
 }
 
@@ -197,16 +273,16 @@ const USER_COLUMNS: &str = "id, username, password_hash, disabled, created_at";
 /// The user loader: every login-manager look-up goes through here.
 #[derive(Clone)]
 pub struct Users {
-    pool: SqlitePool,
+    db: Db,
 }
 
 impl Users {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 }
 
@@ -216,10 +292,8 @@ impl UserLoader for Users {
     type Error = sqlx::Error;
 
     async fn load_user(&self, id: &i64) -> Result<Option<User>, sqlx::Error> {
-        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
     }
 
     /// `Authorization: Bearer <token>` for tokens made by `POST /api/tokens`, on the JSON API
@@ -233,21 +307,21 @@ impl UserLoader for Users {
         let Some(token) = bearer_token(parts) else {
             return Ok(None);
         };
-        sqlx::query_as(&format!(
+        let sql = format!(
             "SELECT {USER_COLUMNS} FROM users
-             WHERE id = (SELECT user_id FROM api_tokens WHERE token_sha256 = ?)"
-        ))
-        .bind(token_digest(token))
-        .fetch_optional(&self.pool)
-        .await
+             WHERE id = (SELECT user_id FROM api_tokens WHERE token_sha256 = $1)"
+        );
+        let digest = token_digest(token);
+        on_db!(&self.db, pool => {
+            sqlx::query_as(&sql).bind(&digest).fetch_optional(pool).await
+        })
     }
 
     async fn permissions(&self, user: &User) -> Result<HashSet<String>, sqlx::Error> {
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT permission FROM user_permissions WHERE user_id = ?")
-                .bind(user.id)
-                .fetch_all(&self.pool)
-                .await?;
+        let sql = "SELECT permission FROM user_permissions WHERE user_id = $1";
+        let rows: Vec<String> = on_db!(&self.db, pool => {
+            sqlx::query_scalar(sql).bind(user.id).fetch_all(pool).await?
+        });
         Ok(rows.into_iter().collect())
     }
 }
@@ -255,12 +329,12 @@ impl UserLoader for Users {
 #[async_trait]
 impl PasswordUserLoader for Users {
     async fn load_user_by_username(&self, username: &str) -> Result<Option<User>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
-        ))
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await
+        // Case-insensitive on both engines (`lower`: SQLite's NOCASE column alone would not
+        // carry over to Postgres), like the throttle's per-username count.
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)");
+        on_db!(&self.db, pool => {
+            sqlx::query_as(&sql).bind(username).fetch_optional(pool).await
+        })
     }
 
     fn password_hash<'a>(&self, user: &'a User) -> Option<&'a str> {
@@ -268,7 +342,7 @@ impl PasswordUserLoader for Users {
     }
 
     async fn save_password_hash(&self, user: &User, new_hash: &str) -> Result<(), sqlx::Error> {
-        set_password_hash(&self.pool, user.id, new_hash).await
+        set_password_hash(&self.db, user.id, new_hash).await
     }
 }
 
@@ -290,17 +364,20 @@ fn token_digest(token: &str) -> Vec<u8> {
 }
 
 /// Creates an API token for `user_id` and returns it; only its SHA-256 is stored.
-pub async fn create_api_token(pool: &SqlitePool, user_id: i64) -> Result<String, sqlx::Error> {
+pub async fn create_api_token(db: &Db, user_id: i64) -> Result<String, sqlx::Error> {
     // 32 random bytes from the OS: unguessable, so a fast hash is enough to store (no argon2:
     // there is nothing to brute-force, and it is checked on every API request).
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);
-    sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES (?, ?, ?)")
-        .bind(user_id)
-        .bind(token_digest(&token))
-        .bind(unix_now())
-        .execute(pool)
-        .await?;
+    let digest = token_digest(&token);
+    on_db!(db, pool => {
+        sqlx::query("INSERT INTO api_tokens (user_id, token_sha256, created_at) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(&digest)
+            .bind(unix_now())
+            .execute(pool)
+            .await?;
+    });
     Ok(token)
 }

@@ -53,13 +53,24 @@ async fn main() -> ExitCode {
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     web::init_templates()?;
-    let pool = db::connect(&config.database_url)
+    // The URL may carry a password: errors name the scheme only.
+    let scheme = config.database_url.split(':').next().unwrap_or_default();
+    let db = db::connect(&config.database_url)
         .await
-        .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
+        .map_err(|e| format!("cannot open the {scheme} database of DATABASE_URL: {e}"))?;
     let hasher = PasswordHasher::new();
-    db::seed(&pool, &hasher).await?;
-    let stores = Stores::new(&pool).await?;
-    let app = app::build(&config, pool, hasher, stores);
+    // Seeding and the stores' tables, one instance at a time.
+    let stores = db::exclusively(&db, async {
+        db::seed(&db, &hasher).await?;
+        Stores::new(&config, &db).await
+    })
+    .await?;
+    // A bad session setting (e.g. a short cookie key) stops the demo here, before serving.
+    let sessions = stores
+        .sessions
+        .clone()
+        .into_layer(stores::session_config(&config)?)?;
+    let app = app::build(&config, db, hasher, stores, sessions);
 
     let listener = TcpListener::bind(&config.addr)
         .await

@@ -1,46 +1,184 @@
-//! Where the demo keeps its state: the one place to change to move sessions, remember-me
-//! tokens or login throttling to another backend (Postgres, Redis).
+//! Where the demo keeps its state: the one place that decides, from the settings, where
+//! sessions, remember-me tokens and login-throttle counters live.
 //!
-//! Today: sessions in SQLite (tower-sessions-sqlx-store), remember-me tokens and throttle
-//! counters in memory. Memory stores are fine for one process; they are lost on restart
-//! (everyone "remembered" has to log in again) and not shared between instances.
+//! - Remember-me tokens and throttle counters: in Redis with `REDIS_URL`, else in the
+//!   database of `DATABASE_URL` (SQLite or Postgres), in the library's stores. Never in
+//!   memory: a restart keeps everyone "remembered", and several instances see the same
+//!   tokens and counts.
+//! - Sessions: wherever `SESSION_STORE` says (see `config.rs`), built by the library's
+//!   `session_backend`.
+//!
+//! The library's stores are chosen at run time as `Arc<dyn RememberStore>` /
+//! `Arc<dyn ThrottleStore>`, which the library accepts like any store.
 
 use std::{sync::Arc, time::Duration};
 
 use login_manager::{
-    remember::{MemoryRememberStore, RememberStore},
-    MemoryThrottleStore,
+    remember::RememberStore,
+    session_backend::{Key, SessionBackend, SessionConfig},
+    stores::{
+        postgres::{PostgresRememberStore, PostgresThrottleStore},
+        redis::{
+            fred::{
+                clients::Pool,
+                prelude::{ClientLike, Config as RedisConfig, ReconnectPolicy},
+            },
+            RedisRememberStore, RedisThrottleStore,
+        },
+        sqlite::{SqliteRememberStore, SqliteThrottleStore},
+    },
+    CookieOptions, ThrottleStore,
 };
-use sqlx::SqlitePool;
-use tower_sessions::session_store::ExpiredDeletion;
-use tower_sessions_sqlx_store::SqliteStore;
+
+use crate::{
+    config::{Config, SessionStore},
+    db::Db,
+};
 
 /// How often expired sessions and remember-me tokens are deleted.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60 * 60);
+/// How often ended throttle windows are deleted (Redis expires them itself).
+const THROTTLE_CLEANUP_EVERY: Duration = Duration::from_secs(10 * 60);
+/// How long start-up waits for Redis.
+const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections in the Redis pool shared by sessions, remember-me and throttling.
+const REDIS_POOL_SIZE: usize = 4;
 
 /// The stores, built once at start-up.
 pub struct Stores {
-    pub sessions: SqliteStore,
-    pub remember: MemoryRememberStore,
-    pub throttle: MemoryThrottleStore,
+    pub sessions: SessionBackend,
+    pub remember: Arc<dyn RememberStore>,
+    pub throttle: Arc<dyn ThrottleStore>,
 }
 
 impl Stores {
-    /// Builds the stores, creating the session table if needed.
-    pub async fn new(pool: &SqlitePool) -> Result<Self, sqlx::Error> {
-        let sessions = SqliteStore::new(pool.clone());
+    /// Connects what the settings name and creates the tables the stores need (callers run
+    /// this inside `db::exclusively`, so that instances starting at once take turns).
+    pub async fn new(config: &Config, db: &Db) -> Result<Self, Box<dyn std::error::Error>> {
+        let redis = match &config.redis_url {
+            Some(url) => Some(connect_redis(url).await?),
+            None => None,
+        };
+
+        let (remember, throttle): (Arc<dyn RememberStore>, Arc<dyn ThrottleStore>) =
+            match (&redis, db) {
+                (Some(pool), _) => {
+                    let mut remember = RedisRememberStore::new(pool.clone());
+                    let mut throttle = RedisThrottleStore::new(pool.clone());
+                    if let Some(prefix) = &config.redis_prefix {
+                        remember = remember.key_prefix(prefix);
+                        throttle = throttle.key_prefix(prefix);
+                    }
+                    (Arc::new(remember), Arc::new(throttle))
+                }
+                (None, Db::Sqlite(pool)) => {
+                    let remember = SqliteRememberStore::new(pool.clone());
+                    remember.migrate().await?;
+                    let throttle = SqliteThrottleStore::new(pool.clone());
+                    throttle.migrate().await?;
+                    tokio::spawn(
+                        throttle
+                            .clone()
+                            .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
+                    );
+                    (Arc::new(remember), Arc::new(throttle))
+                }
+                (None, Db::Postgres(pool)) => {
+                    let remember = PostgresRememberStore::new(pool.clone());
+                    remember.migrate().await?;
+                    let throttle = PostgresThrottleStore::new(pool.clone());
+                    throttle.migrate().await?;
+                    tokio::spawn(
+                        throttle
+                            .clone()
+                            .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
+                    );
+                    (Arc::new(remember), Arc::new(throttle))
+                }
+            };
+
+        let sessions = match (config.session_store, db, &redis) {
+            (SessionStore::Memory, _, _) => SessionBackend::from_url("memory:").await?,
+            (SessionStore::Sqlite, Db::Sqlite(pool), _) => SessionBackend::Sqlite(pool.clone()),
+            (SessionStore::Postgres, Db::Postgres(pool), _) => {
+                SessionBackend::Postgres(pool.clone())
+            }
+            (SessionStore::Redis, _, Some(pool)) => SessionBackend::Redis(pool.clone()),
+            (SessionStore::File, _, _) => SessionBackend::File(config.session_dir.clone()),
+            (SessionStore::Cookie, _, _) => SessionBackend::from_url("cookie:private").await?,
+            (SessionStore::Sqlite, _, _) => {
+                return Err("SESSION_STORE=sqlite needs a sqlite: DATABASE_URL".into())
+            }
+            (SessionStore::Postgres, _, _) => {
+                return Err("SESSION_STORE=postgres needs a postgres: DATABASE_URL".into())
+            }
+            (SessionStore::Redis, _, None) => {
+                return Err("SESSION_STORE=redis needs REDIS_URL".into())
+            }
+        };
+        // The pools are the demo's own, so the tables are created here (and in turns).
         sessions.migrate().await?;
+        tracing::info!(
+            sessions = sessions.kind(),
+            shared = sessions.is_shared(),
+            remember_and_throttle = if redis.is_some() { "redis" } else { "database" },
+            "stores ready"
+        );
         Ok(Self {
             sessions,
-            remember: MemoryRememberStore::new(),
-            throttle: MemoryThrottleStore::new(),
+            remember,
+            throttle,
         })
     }
 }
 
+/// The session layer's settings: the cookie of DEMO.md (`session`), `Secure` as configured,
+/// browser-session cookies unless `DEMO_SESSION_LIFETIME_SECS` asks for permanent ones, and
+/// the key of cookie sessions.
+pub fn session_config(config: &Config) -> Result<SessionConfig, String> {
+    let mut settings =
+        SessionConfig::new().cookie(CookieOptions::new("session").secure(config.secure_cookies));
+    if let Some(lifetime) = config.session_lifetime {
+        settings = settings.permanent(lifetime);
+    }
+    if config.session_store == SessionStore::Cookie {
+        let key = match &config.session_key {
+            Some(bytes) => Key::try_from(&bytes[..]).map_err(|_| {
+                "DEMO_SESSION_KEY must be at least 64 bytes (base64 of `openssl rand 64`)"
+                    .to_owned()
+            })?,
+            None => {
+                // A demo that starts with no setting at all, but says what that costs.
+                tracing::warn!(
+                    "DEMO_SESSION_KEY is not set: cookie sessions use a random key and end when \
+                     the demo stops; set it to `openssl rand -base64 64` to keep them"
+                );
+                Key::generate()
+            }
+        };
+        settings = settings.secret_key(key);
+    }
+    Ok(settings)
+}
+
+async fn connect_redis(url: &str) -> Result<Pool, Box<dyn std::error::Error>> {
+    let config = RedisConfig::from_url(url)?;
+    let pool = Pool::new(
+        config,
+        None,
+        None,
+        Some(ReconnectPolicy::default()),
+        REDIS_POOL_SIZE,
+    )?;
+    tokio::time::timeout(REDIS_CONNECT_TIMEOUT, pool.init())
+        .await
+        .map_err(|_| "Redis did not answer within 10 s")??;
+    Ok(pool)
+}
+
 /// Deletes expired sessions and remember-me tokens every hour. Both stores refuse expired
 /// records on their own; this only keeps them from growing without bound.
-pub fn spawn_cleanup(sessions: SqliteStore, remember: Arc<dyn RememberStore>) {
+pub fn spawn_cleanup(sessions: SessionBackend, remember: Arc<dyn RememberStore>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(CLEANUP_EVERY);
         loop {

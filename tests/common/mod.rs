@@ -327,6 +327,20 @@ impl TestApp {
     /// The test app with the manager adjusted by `configure`. Remember-me is on (not secure,
     /// 1 s grace window).
     pub fn with(configure: impl FnOnce(LoginManager<Users>) -> LoginManager<Users>) -> Self {
+        Self::build(configure, |router, store| {
+            router.layer(SessionManagerLayer::new(store).with_secure(false))
+        })
+    }
+
+    /// The test app on another session layer (`store` then sees no traffic).
+    pub fn with_session_layer(layer: login_manager::session_backend::SessionLayer) -> Self {
+        Self::build(|m| m, |router, _| router.layer(layer))
+    }
+
+    fn build(
+        configure: impl FnOnce(LoginManager<Users>) -> LoginManager<Users>,
+        sessions: impl FnOnce(Router, CountingStore) -> Router,
+    ) -> Self {
         let users = Users::new();
         let store = CountingStore::default();
         let remember_store = MemoryRememberStore::new();
@@ -375,8 +389,8 @@ impl TestApp {
                     .route_layer(fresh_login_required()),
             )
             .merge(admin)
-            .layer(manager.into_layer())
-            .layer(SessionManagerLayer::new(store.clone()).with_secure(false));
+            .layer(manager.into_layer());
+        let router = sessions(router, store.clone());
         Self {
             router,
             store,

@@ -9,6 +9,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -31,6 +32,11 @@ const DEMO_ENV: &[&str] = &[
     "DEMO_REMEMBER_DAYS",
     "DEMO_REMEMBER_GRACE_SECS",
     "DEMO_THROTTLE_MAX_FAILURES",
+    "DEMO_REDIS_PREFIX",
+    "SESSION_STORE",
+    "DEMO_SESSION_DIR",
+    "DEMO_SESSION_KEY",
+    "DEMO_SESSION_LIFETIME_SECS",
 ];
 
 /// How long the demo may take to print its address (migrations and seeding included).
@@ -107,7 +113,13 @@ fn dep_info_sources(dep_info: &str) -> Vec<PathBuf> {
     sources
 }
 
-/// A running demo process with its own temporary database; killed when dropped.
+/// Where clients report the session ids they were given, when dropped (also when a test
+/// panics): the Redis tests delete those keys afterwards (session keys there are bare ids,
+/// not under a test's prefix).
+pub type SessionIds = Arc<Mutex<Vec<String>>>;
+
+/// A running demo process with its own temporary directory (its working directory, with
+/// the SQLite database unless `DATABASE_URL` says otherwise); killed when dropped.
 pub struct Demo {
     child: Child,
     /// `http://127.0.0.1:<port>`.
@@ -116,7 +128,11 @@ pub struct Demo {
     pub addr: String,
     pub db_path: PathBuf,
     log_path: PathBuf,
-    _dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    /// Given to every client of [`Demo::client`].
+    pub session_ids: Option<SessionIds>,
+    /// `None` only while [`Demo::restart`] hands it to the next process.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Demo {
@@ -127,11 +143,35 @@ impl Demo {
 
     /// Starts the demo with extra environment variables (e.g. small timeouts).
     pub fn start_with(env: &[(&str, &str)]) -> Self {
-        let bin = demo_binary();
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let env = env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        Self::spawn(dir, env)
+    }
+
+    /// Stops the process and starts a new one with the same settings and directory (and so
+    /// the same SQLite database, session directory, ...), on a new port.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.take().expect("the demo's directory");
+        let mut next = Self::spawn(dir, std::mem::take(&mut self.env));
+        next.session_ids = self.session_ids.take();
+        next
+    }
+
+    fn spawn(dir: tempfile::TempDir, env: Vec<(String, String)>) -> Self {
+        let bin = demo_binary();
         let db_path = dir.path().join("demo.db");
         let log_path = dir.path().join("demo.log");
-        let log = File::create(&log_path).expect("the demo's log file");
+        // Appending: after a restart the log keeps the first process's lines.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("the demo's log file");
 
         let mut command = Command::new(&bin);
         for name in DEMO_ENV {
@@ -144,7 +184,7 @@ impl Demo {
                 format!("sqlite://{}?mode=rwc", db_path.display()),
             )
             .env("RUST_LOG", "info,login_manager=debug")
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -170,7 +210,9 @@ impl Demo {
             addr: String::new(),
             db_path,
             log_path,
-            _dir: dir,
+            env,
+            session_ids: None,
+            dir: Some(dir),
         };
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         loop {
@@ -204,7 +246,9 @@ impl Demo {
 
     /// A new client without cookies: a new browser.
     pub fn client(&self) -> Client {
-        Client::new(&self.base)
+        let mut client = Client::new(&self.base);
+        client.session_ids = self.session_ids.clone();
+        client
     }
 
     /// Runs SQL against the demo's database (e.g. to disable an account).
@@ -235,6 +279,23 @@ impl Drop for Demo {
             }
         }
     }
+}
+
+/// A browser that was closed (no session cookie) but kept its remember-me cookie.
+pub fn reopened_browser(demo: &Demo, remember_token: &str) -> Client {
+    let mut client = demo.client();
+    client.set_cookie("remember_token", remember_token);
+    client
+}
+
+pub fn remember_cookie(client: &Client) -> String {
+    client
+        .cookie("remember_token")
+        .expect("a remember_token cookie")
+}
+
+pub fn session_cookie(client: &Client) -> String {
+    client.cookie("session").expect("a session cookie")
 }
 
 /// One HTTP response, read completely.
@@ -297,7 +358,21 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     cookies: BTreeMap<String, String>,
+    /// Every value any response set, in order.
+    seen: Vec<(String, String)>,
+    /// Gets the session ids of `seen` when the client is dropped.
+    pub session_ids: Option<SessionIds>,
     pub user_agent: String,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(ids) = &self.session_ids {
+            if let Ok(mut ids) = ids.lock() {
+                ids.extend(self.values_seen("session"));
+            }
+        }
+    }
 }
 
 impl Client {
@@ -311,8 +386,25 @@ impl Client {
             http,
             base: base.to_owned(),
             cookies: BTreeMap::new(),
+            seen: Vec::new(),
+            session_ids: None,
             user_agent: "demo-http-test".to_owned(),
         }
+    }
+
+    /// Sends the next requests to another server (`http://host:port`), keeping the cookies:
+    /// a load balancer that moves the browser to another instance.
+    pub fn set_base(&mut self, base: &str) {
+        self.base = base.to_owned();
+    }
+
+    /// Every value the responses so far gave cookie `name`.
+    pub fn values_seen(&self, name: &str) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, value)| value.clone())
+            .collect()
     }
 
     pub fn with_user_agent(mut self, user_agent: &str) -> Self {
@@ -417,6 +509,8 @@ impl Client {
             if expired {
                 self.cookies.remove(cookie.name());
             } else {
+                self.seen
+                    .push((cookie.name().to_owned(), cookie.value().to_owned()));
                 self.cookies
                     .insert(cookie.name().to_owned(), cookie.value().to_owned());
             }

@@ -37,8 +37,7 @@ pub struct Backend {
 }
 
 /// Runs `case` on a fresh backend from `setup`, then tears the backend down, also when the
-/// case panicked (it runs in its own task, so a panic is caught as a `JoinError` and
-/// re-raised after the teardown).
+/// case panicked.
 pub async fn run<S, SF, C, CF>(setup: S, case: C)
 where
     S: FnOnce() -> SF,
@@ -47,10 +46,18 @@ where
     CF: Future<Output = ()> + Send + 'static,
 {
     let Some(backend) = setup().await else { return };
-    let outcome = tokio::spawn(case(backend.stores.clone())).await;
-    if let Some(teardown) = backend.teardown {
-        teardown.await;
-    }
+    let teardown = backend.teardown.unwrap_or_else(|| Box::pin(async {}));
+    with_teardown(case(backend.stores.clone()), teardown).await;
+}
+
+/// Runs `case`, then `teardown`, also when the case panicked (it runs in its own task, so a
+/// panic is caught as a `JoinError` and re-raised after the teardown).
+pub async fn with_teardown<CF>(case: CF, teardown: impl Future<Output = ()>)
+where
+    CF: Future<Output = ()> + Send + 'static,
+{
+    let outcome = tokio::spawn(case).await;
+    teardown.await;
     if let Err(error) = outcome {
         match error.try_into_panic() {
             Ok(panic) => std::panic::resume_unwind(panic),
@@ -78,7 +85,11 @@ pub fn unavailable<T>(service: &str, url: &str, error: &dyn std::fmt::Display) -
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{service} not reachable at {url} (CI=true requires it): {error}");
     }
-    eprintln!("SKIPPED ({service} not reachable at {url}): {error}");
+    // Straight to stderr: `eprintln!` would be captured, and hidden, by the test harness.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("\n*** SKIPPED ({service} not reachable at {url}): {error} ***\n").as_bytes(),
+    );
     None
 }
 
@@ -94,6 +105,47 @@ pub fn redis_url() -> String {
 
 /// How long a test waits for a service to answer before calling it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A fresh, empty Postgres database for a program that creates its own tables (the demo);
+/// [`PgDatabase::drop_database`] removes it.
+#[cfg(feature = "postgres")]
+pub struct PgDatabase {
+    /// The URL of the new database.
+    pub url: String,
+    name: String,
+    admin: sqlx::PgPool,
+}
+
+#[cfg(feature = "postgres")]
+impl PgDatabase {
+    /// Creates `lm_demo_<unique>` next to the test database, or `None` (skipped) when the
+    /// server is not reachable.
+    pub async fn create() -> Option<Self> {
+        let admin = backends::postgres_pool().await?;
+        let name = unique("lm_demo");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&admin)
+            .await
+            .expect("create the test database");
+        let mut url = url::Url::parse(&postgres_url()).expect("a Postgres URL");
+        url.set_path(&name);
+        Some(Self {
+            url: url.to_string(),
+            name,
+            admin,
+        })
+    }
+
+    /// Drops the database, closing the connections still open to it.
+    pub async fn drop_database(self) {
+        let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        sqlx::query(&statement)
+            .execute(&self.admin)
+            .await
+            .expect("drop the test database");
+        self.admin.close().await;
+    }
+}
 
 pub mod backends {
     use super::*;

@@ -1,0 +1,169 @@
+//! The demo's login / remember / logout round trip once per session backend
+//! (`SESSION_STORE`): memory, sqlite, file and cookie always; postgres and redis when their
+//! servers are reachable (`CI=true` makes a missing one a failure, see `store_support`).
+
+mod demo_support;
+mod store_support;
+
+use demo_support::{remember_cookie, reopened_browser, session_cookie, Demo, SessionIds, ALICE};
+use store_support::{backends, redis_url, unique, with_teardown, PgDatabase};
+
+/// 64 bytes of key, base64: what `openssl rand -base64 64` prints.
+const SESSION_KEY: &str =
+    "c2Vzc2lvbi1rZXktZm9yLXRoZS1kZW1vLXRlc3RzLW5vdC1hLXNlY3JldC1hdC1hbGwtc2l4dHktZm91ci1ieXRlcyEh";
+
+/// Logs in with "remember me", restores from the remember cookie in a reopened browser, and
+/// logs out. `revocable`: whether a copy of the session cookie dies with the logout (not for
+/// cookie sessions, which live in the copy itself).
+async fn round_trip(demo: &Demo, kind: &str, revocable: bool) {
+    let ready = format!("sessions=\"{kind}\"");
+    assert!(demo.log().contains(&ready), "{}", demo.log());
+
+    let mut browser = demo.client();
+    let login = browser.login(ALICE, true).await;
+    login.assert_status(303);
+    let cookie = login.set_cookie("session").expect("a session cookie");
+    assert_eq!(cookie.http_only(), Some(true), "{kind}");
+    assert_eq!(cookie.same_site(), Some(cookie::SameSite::Lax), "{kind}");
+    assert_eq!(cookie.max_age(), None, "{kind}: a browser-session cookie");
+    assert_eq!(cookie.expires(), None, "{kind}: a browser-session cookie");
+    let page = browser.get("/dashboard").await;
+    page.assert_status(200);
+    assert!(page.body.contains("Hello, alice"), "{kind}: {}", page.body);
+
+    // The browser is closed and reopened: remember-me logs alice in again, not fresh.
+    let token = remember_cookie(&browser);
+    let mut reopened = reopened_browser(demo, &token);
+    reopened.get("/dashboard").await.assert_status(200);
+    let settings = reopened.get("/settings").await;
+    settings.assert_status(303);
+    assert_eq!(
+        settings.location(),
+        Some("/reauth?next=%2Fsettings"),
+        "{kind}"
+    );
+
+    // Logout ends the remember token, and (server-side stores) the session.
+    let before_logout = session_cookie(&reopened);
+    let rotated = remember_cookie(&reopened);
+    reopened.post_form("/logout", &[]).await.assert_status(303);
+    reopened.get("/dashboard").await.assert_status(303);
+    reopened_browser(demo, &rotated)
+        .get("/dashboard")
+        .await
+        .assert_status(303);
+    let mut copy = demo.client();
+    copy.set_cookie("session", &before_logout);
+    let status = copy.get("/dashboard").await.status;
+    if revocable {
+        assert_eq!(status, 303, "{kind}: the old session id is dead");
+    } else {
+        // The documented limit of cookie sessions: nothing on the server to delete.
+        assert_eq!(status, 200, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn memory_sessions() {
+    let demo = Demo::start_with(&[("SESSION_STORE", "memory")]);
+    round_trip(&demo, "memory", true).await;
+}
+
+#[tokio::test]
+async fn sqlite_sessions_are_the_default() {
+    let demo = Demo::start();
+    round_trip(&demo, "sqlite", true).await;
+}
+
+#[tokio::test]
+async fn file_sessions() {
+    let demo = Demo::start_with(&[("SESSION_STORE", "file")]);
+    round_trip(&demo, "file", true).await;
+    let dir = demo.db_path.with_file_name("demo-sessions");
+    let files = std::fs::read_dir(&dir).expect("DEMO_SESSION_DIR").count();
+    assert!(files >= 1, "sessions are files in {}", dir.display());
+}
+
+#[tokio::test]
+async fn cookie_sessions_with_a_key() {
+    let demo = Demo::start_with(&[
+        ("SESSION_STORE", "cookie"),
+        ("DEMO_SESSION_KEY", SESSION_KEY),
+    ]);
+    let mut browser = demo.client();
+    browser.login_ok(ALICE, false).await;
+    round_trip(&demo, "cookie", false).await;
+
+    // The same key after a restart: the session in the cookie is still valid.
+    let demo = demo.restart();
+    browser.set_base(&demo.base);
+    browser.get("/dashboard").await.assert_status(200);
+}
+
+#[tokio::test]
+async fn cookie_sessions_without_a_key_warn() {
+    let demo = Demo::start_with(&[("SESSION_STORE", "cookie")]);
+    assert!(
+        demo.log().contains("DEMO_SESSION_KEY is not set"),
+        "{}",
+        demo.log()
+    );
+    round_trip(&demo, "cookie", false).await;
+}
+
+#[tokio::test]
+async fn permanent_sessions() {
+    let demo = Demo::start_with(&[("DEMO_SESSION_LIFETIME_SECS", "3600")]);
+    let mut browser = demo.client();
+    let login = browser.login(ALICE, false).await;
+    login.assert_status(303);
+    let cookie = login.set_cookie("session").expect("a session cookie");
+    let max_age = cookie.max_age().expect("a permanent session cookie");
+    assert!(
+        max_age > time::Duration::minutes(59) && max_age <= time::Duration::hours(1),
+        "{cookie}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sessions() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let case = async move {
+        let demo = Demo::start_with(&[("DATABASE_URL", &url), ("SESSION_STORE", "postgres")]);
+        round_trip(&demo, "postgres", true).await;
+    };
+    with_teardown(case, db.drop_database()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sessions() {
+    let Some(redis) = backends::redis_pool().await else {
+        return;
+    };
+    let prefix = format!("{}:", unique("lm-demo"));
+    let url = redis_url();
+    // Users stay in the demo's SQLite file; sessions, remember-me and throttling in Redis.
+    let mut demo = Demo::start_with(&[
+        ("REDIS_URL", &url),
+        ("DEMO_REDIS_PREFIX", &prefix),
+        ("SESSION_STORE", "redis"),
+    ]);
+    let sessions = SessionIds::default();
+    demo.session_ids = Some(sessions.clone());
+    let case = async move { round_trip(&demo, "redis", true).await };
+    let teardown = async {
+        backends::delete_keys(&redis, &prefix).await;
+        // Session keys are bare ids (no prefix in tower-sessions-redis-store): those the
+        // clients were given.
+        let ids: Vec<String> = sessions.lock().unwrap().drain(..).collect();
+        for id in ids {
+            let _: i64 = fred::prelude::KeysInterface::del(&redis, id)
+                .await
+                .expect("delete a session key");
+        }
+    };
+    with_teardown(case, teardown).await;
+}
