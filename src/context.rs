@@ -85,6 +85,29 @@ impl AuthRecord {
         serde_json::to_value(user.id()).is_ok_and(|id| id == self.user_id)
             && digest_matches(&self.auth_hash, user.session_auth_hash())
     }
+
+    /// Why this login is over at `now` (unix seconds), if it is: the absolute timeout is
+    /// checked before the idle one.
+    pub(crate) fn expiry(
+        &self,
+        now: i64,
+        absolute_timeout: Option<time::Duration>,
+        idle_timeout: Option<time::Duration>,
+    ) -> Option<EndReason> {
+        if absolute_timeout.is_some_and(|t| now - self.login_at > t.whole_seconds()) {
+            Some(EndReason::AbsoluteTimeout)
+        } else if idle_timeout.is_some_and(|t| now - self.last_seen > t.whole_seconds()) {
+            Some(EndReason::IdleTimeout)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `last_seen` is old enough to be rewritten: at most every idle/4, so that reads
+    /// do not turn into store writes.
+    pub(crate) fn last_seen_due(&self, now: i64, idle_timeout: time::Duration) -> bool {
+        now - self.last_seen >= idle_timeout.whole_seconds() / 4
+    }
 }
 
 /// Unix seconds now.
@@ -342,20 +365,7 @@ impl<L: UserLoader> AuthContext<L> {
         let manager = &self.manager;
         let now = now();
         let user_id = record.user_id.to_string();
-        let expired = if manager
-            .absolute_timeout
-            .is_some_and(|t| now - record.login_at > t.whole_seconds())
-        {
-            Some(EndReason::AbsoluteTimeout)
-        } else if manager
-            .idle_timeout
-            .is_some_and(|t| now - record.last_seen > t.whole_seconds())
-        {
-            Some(EndReason::IdleTimeout)
-        } else {
-            None
-        };
-        if let Some(reason) = expired {
+        if let Some(reason) = record.expiry(now, manager.absolute_timeout, manager.idle_timeout) {
             return self.end_login(session, user_id, reason).await;
         }
 
@@ -418,7 +428,7 @@ impl<L: UserLoader> AuthContext<L> {
 
         // Writing `last_seen` on every request would turn every read into a store write.
         if let Some(idle) = manager.idle_timeout {
-            if now - record.last_seen >= idle.whole_seconds() / 4 {
+            if record.last_seen_due(now, idle) {
                 record.last_seen = now;
                 dirty = true;
             }

@@ -175,6 +175,8 @@ mod context;
 pub mod csrf;
 mod error;
 pub mod events;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod guard;
 mod loader;
 mod login;
