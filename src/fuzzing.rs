@@ -68,13 +68,32 @@ fn check_record(record: &AuthRecord) {
 
     // What the library writes back (after a `last_seen` refresh, say) reads back the same.
     let encoded = serde_json::to_vec(record).expect("an auth record serializes");
-    let decoded: AuthRecord =
-        serde_json::from_slice(&encoded).expect("a written auth record decodes");
-    assert_eq!(
-        serde_json::to_value(&decoded).expect("an auth record serializes"),
-        serde_json::to_value(record).expect("an auth record serializes"),
-        "an auth record changed on a write and read"
-    );
+    // Two limits of `serde_json::Value` itself (docs/fuzzing.md), not checked here: its
+    // default float parser may be one ULP off, and with its `raw_value` feature (which axum
+    // enables) an object whose first key is `$serde_json::private::RawValue` is read as a raw
+    // value. Real user ids hold neither.
+    if json_round_trips(&record.user_id) {
+        let decoded: AuthRecord =
+            serde_json::from_slice(&encoded).expect("a written auth record decodes");
+        assert_eq!(
+            serde_json::to_value(&decoded).expect("an auth record serializes"),
+            serde_json::to_value(record).expect("an auth record serializes"),
+            "an auth record changed on a write and read"
+        );
+    }
+}
+
+/// Whether `value` is free of what `serde_json::Value` does not read back as written: floats
+/// (and integers beyond 64 bits, which parse as floats) and serde_json's private map keys.
+fn json_round_trips(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(n) => !n.is_f64(),
+        serde_json::Value::Array(items) => items.iter().all(json_round_trips),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .all(|(key, v)| !key.starts_with("$serde_json::private::") && json_round_trips(v)),
+        _ => true,
+    }
 }
 
 /// The cost parameters of a parsed Werkzeug hash.

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the hand-written seed corpora of the fuzz targets into a directory (one folder per
-target). fuzz/run.sh --seed merges them into fuzz/corpus/<target>/, which is minimized
-with `cargo fuzz cmin` before it is committed. Deterministic: the same files every time."""
+"""Writes the hand-written seed corpora of the fuzz targets, one folder per target, into the
+given directory (default: fuzz/corpus/). They seeded the committed corpora, which were then
+grown by fuzzing and minimized with `cargo fuzz cmin` (docs/fuzzing.md). Deterministic: the
+same files every time, named by their SHA-1 as libFuzzer names corpus files."""
 
 import base64
 import hashlib
@@ -11,7 +12,7 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-OUT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "fuzz" / "seeds" / "out")
+OUT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "fuzz" / "corpus")
 
 
 def b64(raw: bytes) -> str:
