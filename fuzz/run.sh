@@ -6,9 +6,10 @@
 #   fuzz/run.sh [SECONDS] [TARGET...]      default: 30 seconds, every target
 #
 # Works on stable Rust: cargo-fuzz needs `-Zsanitizer`, allowed there by RUSTC_BOOTSTRAP=1.
-# The committed corpus (fuzz/corpus/<target>/) is only read; what a run discovers goes to
-# fuzz/work/<target>/ (ignored by git). FUZZ_MINIMIZE=1 merges that back into the committed
-# corpus and minimizes it with `cargo fuzz cmin` afterwards (for maintainers, see
+# The committed corpus (fuzz/corpus/<target>/) and the reproducers of past findings
+# (fuzz/regressions/<target>/) are only read; what a run discovers goes to fuzz/work/<target>/
+# (ignored by git). FUZZ_MINIMIZE=1 merges that back into the committed corpus and minimizes
+# it with `cargo fuzz cmin`, keeping one input per covered edge (for maintainers, see
 # docs/fuzzing.md). FUZZ_SANITIZER (default: address) is passed to `cargo fuzz -s`.
 set -euo pipefail
 
@@ -57,6 +58,10 @@ for target in "${targets[@]}"; do
   corpus="$fuzz_dir/corpus/$target"
   work="$fuzz_dir/work/$target"
   mkdir -p "$corpus" "$work"
+  inputs=("$work" "$corpus")
+  if [ -d "$fuzz_dir/regressions/$target" ]; then
+    inputs+=("$fuzz_dir/regressions/$target")
+  fi
   args=(
     -max_total_time="$seconds" -max_len="$(max_len "$target")" -timeout=10
     -rss_limit_mb=2048 -print_final_stats=1 -jobs=1 -workers=1
@@ -70,7 +75,7 @@ for target in "${targets[@]}"; do
   log="$work/fuzz-0.log"
   rm -f "$log" fuzz-0.log
   set +e
-  cargo fuzz run -s "$sanitizer" "$target" "$work" "$corpus" -- "${args[@]}"
+  cargo fuzz run -s "$sanitizer" "$target" "${inputs[@]}" -- "${args[@]}"
   code=$?
   set -e
   if [ -f fuzz-0.log ]; then mv fuzz-0.log "$log"; fi
@@ -87,7 +92,8 @@ for target in "${targets[@]}"; do
   if [ "${FUZZ_MINIMIZE:-0}" = 1 ]; then
     echo "==> $target: minimizing the corpus"
     find "$work" -maxdepth 1 -type f ! -name 'fuzz-*.log' -exec cp -n {} "$corpus/" \;
-    cargo fuzz cmin -s "$sanitizer" "$target" "$corpus" -- -max_len="$(max_len "$target")"
+    cargo fuzz cmin -s "$sanitizer" "$target" "$corpus" -- \
+      -max_len="$(max_len "$target")" -use_counters=0
   fi
 done
 
