@@ -85,11 +85,42 @@ impl AuthRecord {
         serde_json::to_value(user.id()).is_ok_and(|id| id == self.user_id)
             && digest_matches(&self.auth_hash, user.session_auth_hash())
     }
+
+    /// Why this login is over at `now` (unix seconds), if it is: the absolute timeout is
+    /// checked before the idle one. A timestamp from the distant past counts as expired
+    /// rather than overflowing.
+    pub(crate) fn expiry(
+        &self,
+        now: i64,
+        absolute_timeout: Option<time::Duration>,
+        idle_timeout: Option<time::Duration>,
+    ) -> Option<EndReason> {
+        if absolute_timeout.is_some_and(|t| elapsed(now, self.login_at) > t.whole_seconds()) {
+            Some(EndReason::AbsoluteTimeout)
+        } else if idle_timeout.is_some_and(|t| elapsed(now, self.last_seen) > t.whole_seconds()) {
+            Some(EndReason::IdleTimeout)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `last_seen` is old enough to be rewritten: at most every idle/4, so that reads
+    /// do not turn into store writes.
+    pub(crate) fn last_seen_due(&self, now: i64, idle_timeout: time::Duration) -> bool {
+        elapsed(now, self.last_seen) >= idle_timeout.whole_seconds() / 4
+    }
 }
 
 /// Unix seconds now.
 pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Seconds from `then` to `now`. Saturating: the session store is outside this process, and a
+/// record holding `i64::MIN` must neither panic (debug builds) nor wrap to a negative age that
+/// never expires (release builds).
+fn elapsed(now: i64, then: i64) -> i64 {
+    now.saturating_sub(then)
 }
 
 /// A 128-bit SHA-256 prefix of the auth hash, base64url: the raw value (often a password
@@ -134,7 +165,7 @@ impl<U> AuthState<U> {
     pub(crate) fn is_fresh(&self, max_age: Option<time::Duration>) -> bool {
         match (&self.source, self.record.as_ref().and_then(|r| r.fresh_at)) {
             (Source::Session | Source::Remember, Some(fresh_at)) => {
-                max_age.is_none_or(|max| now() - fresh_at <= max.whole_seconds())
+                max_age.is_none_or(|max| elapsed(now(), fresh_at) <= max.whole_seconds())
             }
             // Request-loader logins (API tokens) are never fresh, as in Flask-Login: a token is
             // not a password check, and there is no session to confirm.
@@ -342,20 +373,7 @@ impl<L: UserLoader> AuthContext<L> {
         let manager = &self.manager;
         let now = now();
         let user_id = record.user_id.to_string();
-        let expired = if manager
-            .absolute_timeout
-            .is_some_and(|t| now - record.login_at > t.whole_seconds())
-        {
-            Some(EndReason::AbsoluteTimeout)
-        } else if manager
-            .idle_timeout
-            .is_some_and(|t| now - record.last_seen > t.whole_seconds())
-        {
-            Some(EndReason::IdleTimeout)
-        } else {
-            None
-        };
-        if let Some(reason) = expired {
+        if let Some(reason) = record.expiry(now, manager.absolute_timeout, manager.idle_timeout) {
             return self.end_login(session, user_id, reason).await;
         }
 
@@ -418,7 +436,7 @@ impl<L: UserLoader> AuthContext<L> {
 
         // Writing `last_seen` on every request would turn every read into a store write.
         if let Some(idle) = manager.idle_timeout {
-            if now - record.last_seen >= idle.whole_seconds() / 4 {
+            if record.last_seen_due(now, idle) {
                 record.last_seen = now;
                 dirty = true;
             }
@@ -555,5 +573,53 @@ pub(crate) struct AuthHandle<L: UserLoader>(pub Arc<AuthContext<L>>);
 impl<L: UserLoader> Clone for AuthHandle<L> {
     fn clone(&self) -> Self {
         Self(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(login_at: i64, fresh_at: Option<i64>, last_seen: i64) -> AuthRecord {
+        AuthRecord {
+            user_id: serde_json::json!(1),
+            auth_hash: String::new(),
+            login_at,
+            fresh_at,
+            last_seen,
+            protection_id: None,
+            remembered: false,
+        }
+    }
+
+    /// Found while fuzzing (docs/fuzzing.md): `now - i64::MIN` overflowed, a panic in debug
+    /// builds and, in release builds, a negative age that never expired and stayed fresh.
+    #[test]
+    fn extreme_timestamps_expire_instead_of_overflowing() {
+        let now = now();
+        let ancient = record(i64::MIN, Some(i64::MIN), i64::MIN);
+        let (hour, day) = (
+            Some(time::Duration::hours(1)),
+            Some(time::Duration::days(1)),
+        );
+        assert_eq!(
+            ancient.expiry(now, day, hour),
+            Some(EndReason::AbsoluteTimeout)
+        );
+        assert_eq!(
+            ancient.expiry(now, None, hour),
+            Some(EndReason::IdleTimeout)
+        );
+        assert!(ancient.last_seen_due(now, time::Duration::minutes(30)));
+        let state = AuthState::<()> {
+            user: None,
+            record: Some(ancient),
+            source: Source::Session,
+        };
+        assert!(!state.is_fresh(hour));
+
+        let current = record(now, Some(now), now);
+        assert_eq!(current.expiry(now, day, hour), None);
+        assert!(!current.last_seen_due(now, time::Duration::minutes(30)));
     }
 }

@@ -180,6 +180,9 @@ mod context;
 pub mod csrf;
 mod error;
 pub mod events;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)] // entry points for `fuzz/`, not an API for apps
+pub mod fuzzing;
 pub mod guard;
 mod loader;
 mod login;

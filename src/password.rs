@@ -556,7 +556,7 @@ fn parse_werkzeug<'a>(_stored: &'a str, kdf: &str) -> Result<Stored<'a>, String>
 /// The salt is used as its UTF-8 bytes (Werkzeug never decodes it) and the digest is compared
 /// as lowercase hex, as Werkzeug does, so an uppercase digest does not match there or here.
 #[cfg(feature = "werkzeug")]
-mod werkzeug {
+pub(crate) mod werkzeug {
     use subtle::ConstantTimeEq;
 
     /// Werkzeug ≥ 3.1 uses this when `pbkdf2` comes without an iteration count (it always
@@ -575,7 +575,7 @@ mod werkzeug {
     const SCRYPT_LEN: usize = 64;
 
     #[derive(Clone, Copy)]
-    enum Digest {
+    pub(crate) enum Digest {
         Sha1,
         Sha224,
         Sha256,
@@ -597,7 +597,7 @@ mod werkzeug {
             .find_map(|(known, digest)| name.eq_ignore_ascii_case(known).then_some(digest))
         }
 
-        fn output_len(self) -> usize {
+        pub(crate) fn output_len(self) -> usize {
             match self {
                 Self::Sha1 => 20,
                 Self::Sha224 => 28,
@@ -622,21 +622,21 @@ mod werkzeug {
         }
     }
 
-    enum Kdf {
+    pub(crate) enum Kdf {
         Pbkdf2 { digest: Digest, iterations: u32 },
         Scrypt(scrypt::Params),
     }
 
     /// A parsed `method$salt$hexdigest`.
-    pub(super) struct Hash<'a> {
-        kdf: Kdf,
-        salt: &'a str,
-        hex_digest: &'a str,
+    pub(crate) struct Hash<'a> {
+        pub(crate) kdf: Kdf,
+        pub(crate) salt: &'a str,
+        pub(crate) hex_digest: &'a str,
     }
 
     impl<'a> Hash<'a> {
         /// Parses a stored hash, refusing parameters that would hang or exhaust memory.
-        pub(super) fn parse(stored: &'a str) -> Result<Self, &'static str> {
+        pub(crate) fn parse(stored: &'a str) -> Result<Self, &'static str> {
             let mut parts = stored.splitn(3, '$');
             let (Some(method), Some(salt), Some(hex_digest)) =
                 (parts.next(), parts.next(), parts.next())
