@@ -598,6 +598,46 @@ fn storm(config: &Config, label: &str, server_cpus: &str, client_cpus: &str) -> 
     })
 }
 
+/// argon2-memory both ways, interleaved, pinned to the server core.
+fn argon2_memory(config: &Config) -> Value {
+    eprintln!("== argon2 memory: verify_password vs a reused block buffer");
+    let mut runs = Vec::new();
+    for _ in 0..config.rounds.max(1) {
+        for mode in ["verify_password", "with_memory"] {
+            let output = Command::new("taskset")
+                .args(["-c", &config.server_cpu])
+                .arg(config.bin.join("argon2-memory"))
+                .args([mode, "30"])
+                .output()
+                .expect("run argon2-memory");
+            assert!(output.status.success(), "argon2-memory {mode} failed");
+            let run: Value = serde_json::from_slice(&output.stdout).expect("argon2-memory JSON");
+            eprintln!("  {run}");
+            runs.push(run);
+        }
+    }
+    let summary: Vec<Value> = ["verify_password", "with_memory"]
+        .iter()
+        .map(|mode| {
+            let of = |key: &str| {
+                median(
+                    runs.iter()
+                        .filter(|r| r["mode"] == *mode)
+                        .map(|r| r[key].as_f64().unwrap())
+                        .collect(),
+                )
+            };
+            json!({
+                "mode": mode,
+                "median_ms_per_verification": of("ms_per_verification"),
+                "median_vm_hwm_kib": of("vm_hwm_kib"),
+                "median_minor_faults_per_verification": of("minor_faults_per_verification"),
+            })
+        })
+        .collect();
+    json!({ "summary": summary, "runs": runs })
+}
+
 // ---------------------------------------------------------------------------------------------
 // summary, chart, tables
 
@@ -1050,6 +1090,7 @@ fn main() {
         storm(&config, "all cores", "0,1", "0,1"),
     ];
 
+    let argon2 = argon2_memory(&config);
     let micro = criterion_results(&config);
     let summary = summarise(&runs);
     let verdicts = verdicts(&summary, &storms);
@@ -1069,12 +1110,27 @@ fn main() {
         "summary": summary,
         "storms": storms,
         "targets": verdicts,
+        "argon2_memory": argon2,
         "criterion": micro,
         "runs": runs,
     });
     let out = config.root.join("target/bench-results.json");
     std::fs::write(&out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
     let mut md = markdown(&summary, &storms, &verdicts);
+    md.push_str("\n| argon2id verification (30 in a row, one thread) | ms each (median) | peak RSS MiB | minor page faults each |\n|---|---:|---:|---:|\n");
+    for row in argon2["summary"].as_array().unwrap() {
+        md.push_str(&format!(
+            "| {} | {:.2} | {:.1} | {:.0} |\n",
+            row["mode"].as_str().unwrap_or(""),
+            row["median_ms_per_verification"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            row["median_vm_hwm_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+            row["median_minor_faults_per_verification"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        ));
+    }
     md.push_str(&criterion_markdown(&micro));
     std::fs::write(config.root.join("target/bench-results.md"), &md).unwrap();
     let svg = config.root.join("docs/benchmarks.svg");

@@ -8,6 +8,8 @@
 //!   connections keep posting the login form (`POST /login`, argon2id at default cost), each
 //!   sending its next login as soon as the last one is answered; also the logins completed,
 //!   their latency, and the server's resident memory (sampled, and its high-water mark).
+//! - `storm fixed URL COOKIE PATH N`: N sequential GETs of PATH on one connection (for
+//!   instruction-count profiles: a fixed amount of work).
 
 use std::{
     sync::{
@@ -205,6 +207,18 @@ async fn run_storm(
     })
 }
 
+async fn fixed(addr: &str, cookie: &str, path: &str, n: usize) -> serde_json::Value {
+    let mut sender = connect(addr).await;
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut request = protected_request(addr, cookie);
+        *request.uri_mut() = path.parse().expect("path");
+        let status = send(&mut sender, request).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}");
+    }
+    json!({ "requests": n, "seconds": start.elapsed().as_secs_f64() })
+}
+
 async fn hash_time(n: usize) -> serde_json::Value {
     let hasher = PasswordHasher::new();
     let phc = hasher.hash(PASSWORD).await.expect("hash");
@@ -225,6 +239,7 @@ async fn main() {
     let arg = |i: usize| -> &str { args.get(i).map(String::as_str).expect("missing argument") };
     let result = match arg(0) {
         "hash-time" => hash_time(arg(1).parse().unwrap()).await,
+        "fixed" => fixed(arg(1), arg(2), arg(3), arg(4).parse().unwrap()).await,
         "probe" => {
             run_probe(
                 arg(1),
