@@ -214,6 +214,39 @@ fn wait_until_quiet(config: &Config) {
     }
 }
 
+/// Before each measured run: waits until the whole machine was idle (less than
+/// `BENCH_IDLE_CPU`, default 5 %, of all cores busy) over one second, so that a build or a
+/// fuzzer that started mid-benchmark does not end up inside a measurement.
+fn wait_until_idle(config: &Config) {
+    if std::env::var("BENCH_IGNORE_LOAD").is_ok() {
+        return;
+    }
+    let limit: f64 = env_or("BENCH_IDLE_CPU", 0.05);
+    let start = Instant::now();
+    loop {
+        let before = cpu_jiffies();
+        std::thread::sleep(Duration::from_secs(1));
+        let after = cpu_jiffies();
+        let busy: u64 = after.iter().map(|(cpu, (b, _))| b - before[cpu].0).sum();
+        let share = busy as f64 / config.clk_tck / after.len() as f64;
+        if share < limit {
+            return;
+        }
+        if start.elapsed().as_secs() > config.wait_quiet {
+            panic!(
+                "the machine stayed busy ({:.0} % of all cores): not measuring",
+                share * 100.0
+            );
+        }
+        eprintln!(
+            "  machine busy ({:.0} % of all cores), waiting:\n{}",
+            share * 100.0,
+            command_output("sh", &["-c", "ps aux --sort=-%cpu | head -4 | cut -c1-150"])
+        );
+        std::thread::sleep(Duration::from_secs(20));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP by hand (set-up only)
 
@@ -348,6 +381,7 @@ fn measure(
     extra: &[&str],
 ) -> Run {
     let url = format!("http://{}{path}", server.addr);
+    wait_until_idle(config);
     let cpu_before = server.cpu_seconds(config);
     let children_before = children_cpu_seconds();
     let jiffies_before = cpu_jiffies();
@@ -547,6 +581,7 @@ fn storm_tool(config: &Config, cpus: &str, args: &[&str]) -> Value {
 fn storm(config: &Config, label: &str, server_cpus: &str, client_cpus: &str) -> Value {
     let cores = server_cpus.split(',').count();
     eprintln!("== login storm, server on {cores} core(s) ({server_cpus})");
+    wait_until_idle(config);
     let hash = storm_tool(config, server_cpus, &["hash-time", "20"]);
     let server = Server::start(config, "lm-server", server_cpus, &[]);
     let cookie = login_cookie(&server);
@@ -558,12 +593,14 @@ fn storm(config: &Config, label: &str, server_cpus: &str, client_cpus: &str) -> 
         client_cpus,
         &["probe", &server.addr, &cookie, "1", &pid],
     );
+    wait_until_idle(config);
     let idle = storm_tool(
         config,
         client_cpus,
         &["probe", &server.addr, &cookie, &seconds, &pid],
     );
     let logins = config.storm_logins.to_string();
+    wait_until_idle(config);
     let storm = storm_tool(
         config,
         client_cpus,
@@ -604,6 +641,7 @@ fn argon2_memory(config: &Config) -> Value {
     let mut runs = Vec::new();
     for _ in 0..config.rounds.max(1) {
         for mode in ["verify_password", "with_memory"] {
+            wait_until_idle(config);
             let output = Command::new("taskset")
                 .args(["-c", &config.server_cpu])
                 .arg(config.bin.join("argon2-memory"))
