@@ -208,7 +208,7 @@ fn wait_until_quiet(config: &Config) {
         eprintln!(
             "load average {load:.2} >= {}: waiting. Busiest processes:\n{}",
             config.max_load,
-            command_output("sh", &["-c", "ps aux --sort=-%cpu | head -5"])
+            command_output("sh", &["-c", "ps aux --sort=-%cpu | head -5 | cut -c1-150"])
         );
         std::thread::sleep(Duration::from_secs(30));
     }
