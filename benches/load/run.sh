@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The benchmarks of login-manager in one command (docs/benchmarks.md):
+#
+#   benches/load/run.sh
+#
+# 1. criterion micro-benchmarks of the library (`cargo bench --features testing --bench micro`),
+#    pinned to the server core;
+# 2. the load benchmark: login-manager vs axum-login 0.18 vs bare tower-sessions (the floor),
+#    servers pinned to core $BENCH_SERVER_CPU (1), wrk to core $BENCH_CLIENT_CPU (0), on
+#    127.0.0.1 only; then the remember-me restore and the login storm.
+#
+# Writes target/bench-results.json, target/bench-results.md and docs/benchmarks.svg.
+# Waits for a quiet machine first (1-minute load average < $BENCH_MAX_LOAD, default 0.5).
+# Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_SKIP_MICRO=1,
+# BENCH_REMEMBER_TOKENS (600000), BENCH_STORM_LOGINS (200), BENCH_STORM_SECONDS (10).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+for tool in wrk taskset cargo; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (wrk: apt-get install -y wrk)" >&2; exit 1; }
+done
+if [ "$(nproc)" -lt 2 ]; then
+  echo "run.sh: needs 2 cores (server and load generator pinned apart)" >&2
+  exit 1
+fi
+
+echo "== building (release)" >&2
+(cd "$root" && cargo bench --features testing --bench micro --no-run)
+CARGO_TARGET_DIR="$root/target/load" cargo build --release --manifest-path "$here/Cargo.toml"
+driver="$root/target/load/release/loadbench"
+
+export BENCH_ROOT="$root"
+export BENCH_RUN_START="$(date +%s)"
+server_cpu="${BENCH_SERVER_CPU:-1}"
+
+if [ -z "${BENCH_SKIP_MICRO:-}" ]; then
+  # Wait for a quiet machine before the micro-benchmarks too (the driver checks again).
+  BENCH_ROUNDS=0 "$driver" --wait-only
+  echo "== criterion micro-benchmarks (pinned to core $server_cpu)" >&2
+  (cd "$root" && taskset -c "$server_cpu" cargo bench --features testing --bench micro)
+fi
+
+echo "== load benchmark" >&2
+"$driver"
