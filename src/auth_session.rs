@@ -107,7 +107,7 @@ impl LoginOptions {
 pub struct AuthSession<L: UserLoader> {
     context: Arc<AuthContext<L>>,
     info: Arc<RequestInfo>,
-    state: AuthState<L::User>,
+    state: Arc<AuthState<L::User>>,
 }
 
 impl<L: UserLoader> std::fmt::Debug for AuthSession<L> {
@@ -409,7 +409,8 @@ impl<L: UserLoader> AuthSession<L> {
     }
 
     async fn set_state(&mut self, state: AuthState<L::User>) {
-        self.context.set_state(state.clone()).await;
+        let state = Arc::new(state);
+        self.context.set_state(Arc::clone(&state)).await;
         self.state = state;
     }
 }

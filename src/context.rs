@@ -8,7 +8,7 @@
 use std::{
     any::Any,
     future::Future,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, OnceLock,
@@ -42,28 +42,66 @@ pub(crate) const AUTH_KEY: &str = "_auth";
 /// What the session stores about a login, under [`AUTH_KEY`]. Short field names keep it
 /// around 100 bytes: it is read on every authenticated request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "RecordFields", into = "RecordFields")]
 pub(crate) struct AuthRecord {
     /// The user id, serialized.
-    #[serde(rename = "u")]
     pub user_id: serde_json::Value,
     /// Digest of the user's `session_auth_hash` at login.
-    #[serde(rename = "h")]
     pub auth_hash: String,
     /// Login time, unix seconds.
-    #[serde(rename = "l")]
     pub login_at: i64,
     /// Time of the last password check (login or `confirm_login`); `None` once not fresh.
-    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
     pub fresh_at: Option<i64>,
     /// Last request seen, refreshed at most every idle/4.
-    #[serde(rename = "s")]
     pub last_seen: i64,
     /// Session-protection identifier; `None` is adopted on the next request.
-    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub protection_id: Option<String>,
     /// Restored from a remember-me cookie.
-    #[serde(rename = "m", default, skip_serializing_if = "std::ops::Not::not")]
     pub remembered: bool,
+}
+
+/// The stored form of an [`AuthRecord`]: a JSON array in field order. tower-sessions clones
+/// the session's values on every load and read; an array costs three allocations where an
+/// object with seven keys cost more than a dozen (measured with callgrind, see
+/// docs/benchmarks.md).
+type RecordFields = (
+    serde_json::Value,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    Option<String>,
+    bool,
+);
+
+impl From<RecordFields> for AuthRecord {
+    fn from(
+        (user_id, auth_hash, login_at, fresh_at, last_seen, protection_id, remembered): RecordFields,
+    ) -> Self {
+        Self {
+            user_id,
+            auth_hash,
+            login_at,
+            fresh_at,
+            last_seen,
+            protection_id,
+            remembered,
+        }
+    }
+}
+
+impl From<AuthRecord> for RecordFields {
+    fn from(record: AuthRecord) -> Self {
+        (
+            record.user_id,
+            record.auth_hash,
+            record.login_at,
+            record.fresh_at,
+            record.last_seen,
+            record.protection_id,
+            record.remembered,
+        )
+    }
 }
 
 impl AuthRecord {
@@ -130,10 +168,12 @@ pub(crate) fn auth_hash_digest(auth_hash: &[u8]) -> String {
 }
 
 pub(crate) fn digest_matches(stored: &str, auth_hash: &[u8]) -> bool {
-    stored
-        .as_bytes()
-        .ct_eq(auth_hash_digest(auth_hash).as_bytes())
-        .into()
+    // Encoded on the stack: this runs on every authenticated request.
+    let mut expected = [0u8; 22];
+    let written = URL_SAFE_NO_PAD
+        .encode_slice(&Sha256::digest(auth_hash)[..16], &mut expected)
+        .unwrap_or(0);
+    written == expected.len() && bool::from(stored.as_bytes().ct_eq(&expected))
 }
 
 /// Where the current user came from.
@@ -192,13 +232,16 @@ impl RequestInfo {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let addr = parts
+        let mut hasher = Sha256::new();
+        match parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-            .unwrap_or_default();
-        let mut hasher = Sha256::new();
-        hasher.update(addr.as_bytes());
+            .map(|c| c.0.ip())
+        {
+            Some(IpAddr::V4(ip)) => hasher.update(ip.octets()),
+            Some(IpAddr::V6(ip)) => hasher.update(ip.octets()),
+            None => {}
+        }
         hasher.update(b"|");
         hasher.update(user_agent.as_bytes());
         let protection_id = URL_SAFE_NO_PAD.encode(&hasher.finalize()[..12]);
@@ -245,7 +288,7 @@ where
 pub(crate) struct AuthContext<L: UserLoader> {
     pub manager: Arc<LoginManager<L>>,
     session: Option<Session>,
-    state: tokio::sync::Mutex<Option<AuthState<L::User>>>,
+    state: tokio::sync::Mutex<Option<Arc<AuthState<L::User>>>>,
     request: OnceLock<Arc<RequestInfo>>,
     touched: AtomicBool,
     logged_out: AtomicBool,
@@ -307,19 +350,19 @@ impl<L: UserLoader> AuthContext<L> {
     }
 
     /// The login state, resolved on first use and cached for the rest of the request.
-    pub(crate) async fn resolve(&self, parts: &Parts) -> Result<AuthState<L::User>> {
+    pub(crate) async fn resolve(&self, parts: &Parts) -> Result<Arc<AuthState<L::User>>> {
         self.touched.store(true, Ordering::Relaxed);
         let mut state = self.state.lock().await;
         if let Some(state) = state.as_ref() {
-            return Ok(state.clone());
+            return Ok(Arc::clone(state));
         }
-        let resolved = self.resolve_uncached(parts).await?;
-        *state = Some(resolved.clone());
+        let resolved = Arc::new(self.resolve_uncached(parts).await?);
+        *state = Some(Arc::clone(&resolved));
         Ok(resolved)
     }
 
     /// Replaces the cached state after a login, logout or confirmation.
-    pub(crate) async fn set_state(&self, new_state: AuthState<L::User>) {
+    pub(crate) async fn set_state(&self, new_state: Arc<AuthState<L::User>>) {
         *self.state.lock().await = Some(new_state);
     }
 
@@ -527,7 +570,7 @@ impl<L: UserLoader> DynAuth for AuthContext<L> {
             Err(err) => return Err(err.into_response()),
         };
         let fresh = state.is_fresh(manager.fresh_max_age);
-        let Some(user) = state.user else {
+        let Some(user) = state.user.clone() else {
             return Err(rejection_response(manager, parts, Reason::LoginRequired));
         };
         match requirement {

@@ -93,10 +93,14 @@ records = [
     {"u": [1, "tenant"], "h": digest, "l": 0, "f": None, "s": 0, "p": None, "m": False},
     {"u": {"org": 1, "id": 2}, "h": "", "l": -1, "s": 2**63 - 1},
 ]
+# The library stores a record as an array in field order (user id, auth-hash digest, login
+# time, fresh time, last seen, protection id, remembered).
+FIELDS = [("u", None), ("h", ""), ("l", 0), ("f", None), ("s", 0), ("p", None), ("m", False)]
+arrays = [[r.get(name, default) for name, default in FIELDS] for r in records]
 write(
     "auth_record",
-    [json.dumps(r, separators=(",", ":")) for r in records]
-    + ['{"u":1}', "null", "{}", '{"u":1,"h":"x","l":1.5,"s":1}', '{"u":1,"u":2,"h":"","l":1,"s":1}'],
+    [json.dumps(a, separators=(",", ":")) for a in arrays]
+    + ["[1]", "null", "[]", '[1,"x",1.5,null,1,null,false]', '{"u":1,"h":"","l":1,"s":1}'],
 )
 
 # werkzeug_hash: every hash of tests/vectors/werkzeug.json, and hand-made limits.
