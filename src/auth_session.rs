@@ -11,8 +11,7 @@ use tower_sessions::Session;
 
 use crate::{
     context::{
-        timed, AuthContext, AuthHandle, AuthRecord, AuthState, DynAuthHandle, RequestInfo, Source,
-        AUTH_KEY,
+        timed, AuthContext, AuthRecord, AuthState, DynAuthHandle, RequestInfo, Source, AUTH_KEY,
     },
     events::AuthEvent,
     redirect::next_from_query,
@@ -123,17 +122,19 @@ impl<S: Send + Sync, L: UserLoader> FromRequestParts<S> for AuthSession<L> {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(AuthHandle(context)) = parts.extensions.get::<AuthHandle<L>>().cloned() else {
-            let err = if parts.extensions.get::<DynAuthHandle>().is_some() {
+        let Some(DynAuthHandle(handle)) = parts.extensions.get::<DynAuthHandle>().cloned() else {
+            return Err(Error::MissingLoginManagerLayer.into_response());
+        };
+        let context = handle
+            .into_any()
+            .downcast::<AuthContext<L>>()
+            .map_err(|_| {
                 Error::Config(format!(
                     "`AuthSession<{}>` does not match the loader type of the `LoginManagerLayer`",
                     std::any::type_name::<L>()
                 ))
-            } else {
-                Error::MissingLoginManagerLayer
-            };
-            return Err(err.into_response());
-        };
+                .into_response()
+            })?;
         let state = context
             .resolve(parts)
             .await

@@ -551,6 +551,10 @@ pub(crate) trait DynAuth: Send + Sync {
         parts: &Parts,
         requirement: Requirement<'_>,
     ) -> std::result::Result<Box<dyn Any + Send>, Response>;
+
+    /// The concrete context, for `AuthSession<L>` to downcast: one request extension serves
+    /// both the guards and the typed extractor.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
 #[async_trait]
@@ -604,20 +608,15 @@ impl<L: UserLoader> DynAuth for AuthContext<L> {
         }
         Ok(Box::new(user))
     }
-}
 
-/// The extension through which guards reach the context.
-#[derive(Clone)]
-pub(crate) struct DynAuthHandle(pub Arc<dyn DynAuth>);
-
-/// The typed extension through which `AuthSession<L>` reaches the context.
-pub(crate) struct AuthHandle<L: UserLoader>(pub Arc<AuthContext<L>>);
-
-impl<L: UserLoader> Clone for AuthHandle<L> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
     }
 }
+
+/// The extension through which guards and `AuthSession` reach the context.
+#[derive(Clone)]
+pub(crate) struct DynAuthHandle(pub Arc<dyn DynAuth>);
 
 #[cfg(test)]
 mod tests {

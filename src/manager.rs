@@ -15,7 +15,7 @@ use tower_service::Service;
 use tower_sessions::Session;
 
 use crate::{
-    context::{AuthContext, AuthHandle, DynAuthHandle},
+    context::{AuthContext, DynAuthHandle},
     events::AuthEvent,
     guard::Rejection,
     remember::Remember,
@@ -305,7 +305,6 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let session = req.extensions().get::<Session>().cloned();
         let context = Arc::new(AuthContext::new(self.manager.clone(), session));
-        req.extensions_mut().insert(AuthHandle(context.clone()));
         req.extensions_mut().insert(DynAuthHandle(context.clone()));
         let response = self.inner.call(req);
         Box::pin(async move {

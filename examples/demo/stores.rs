@@ -17,15 +17,14 @@ use login_manager::{
     remember::RememberStore,
     session_backend::{Key, SessionBackend, SessionConfig},
     stores::{
-        postgres::{PostgresRememberStore, PostgresThrottleStore},
         redis::{
             fred::{
-                clients::Pool,
+                clients::Pool as RedisPool,
                 prelude::{ClientLike, Config as RedisConfig, ReconnectPolicy},
             },
             RedisRememberStore, RedisThrottleStore,
         },
-        sqlite::{SqliteRememberStore, SqliteThrottleStore},
+        sql::{sqlx::Pool, SqlDialect, SqlRememberStore, SqlThrottleStore},
     },
     CookieOptions, ThrottleStore,
 };
@@ -71,30 +70,8 @@ impl Stores {
                     }
                     (Arc::new(remember), Arc::new(throttle))
                 }
-                (None, Db::Sqlite(pool)) => {
-                    let remember = SqliteRememberStore::new(pool.clone());
-                    remember.migrate().await?;
-                    let throttle = SqliteThrottleStore::new(pool.clone());
-                    throttle.migrate().await?;
-                    tokio::spawn(
-                        throttle
-                            .clone()
-                            .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
-                    );
-                    (Arc::new(remember), Arc::new(throttle))
-                }
-                (None, Db::Postgres(pool)) => {
-                    let remember = PostgresRememberStore::new(pool.clone());
-                    remember.migrate().await?;
-                    let throttle = PostgresThrottleStore::new(pool.clone());
-                    throttle.migrate().await?;
-                    tokio::spawn(
-                        throttle
-                            .clone()
-                            .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
-                    );
-                    (Arc::new(remember), Arc::new(throttle))
-                }
+                (None, Db::Sqlite(pool)) => sql_stores(pool.clone()).await?,
+                (None, Db::Postgres(pool)) => sql_stores(pool.clone()).await?,
             };
 
         let sessions = match (config.session_store, db, &redis) {
@@ -161,9 +138,9 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, String> {
     Ok(settings)
 }
 
-async fn connect_redis(url: &str) -> Result<Pool, Box<dyn std::error::Error>> {
+async fn connect_redis(url: &str) -> Result<RedisPool, Box<dyn std::error::Error>> {
     let config = RedisConfig::from_url(url)?;
-    let pool = Pool::new(
+    let pool = RedisPool::new(
         config,
         None,
         None,
@@ -193,4 +170,21 @@ pub fn spawn_cleanup(sessions: SessionBackend, remember: Arc<dyn RememberStore>)
             }
         }
     });
+}
+
+/// Remember-me tokens and throttle windows in the users' SQL database (SQLite or Postgres):
+/// tables created if missing, ended throttle windows deleted in the background.
+async fn sql_stores<DB: SqlDialect>(
+    pool: Pool<DB>,
+) -> Result<(Arc<dyn RememberStore>, Arc<dyn ThrottleStore>), Box<dyn std::error::Error>> {
+    let remember = SqlRememberStore::new(pool.clone());
+    remember.migrate().await?;
+    let throttle = SqlThrottleStore::new(pool);
+    throttle.migrate().await?;
+    tokio::spawn(
+        throttle
+            .clone()
+            .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
+    );
+    Ok((Arc::new(remember), Arc::new(throttle)))
 }
