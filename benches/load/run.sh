@@ -7,12 +7,18 @@
 #    pinned to the server core;
 # 2. the load benchmark: login-manager vs axum-login 0.18 vs bare tower-sessions (the floor),
 #    servers pinned to core $BENCH_SERVER_CPU (1), wrk to core $BENCH_CLIENT_CPU (0), on
-#    127.0.0.1 only; then the remember-me restore and the login storm.
+#    127.0.0.1 only; then the remember-me restore, the login storm, the argon2 memory
+#    experiment, and sessions plus remember-me tokens per backend (memory, SQLite, and the
+#    PostgreSQL and Redis on 127.0.0.1; needs psql and redis-cli).
 #
-# Writes target/bench-results.json, target/bench-results.md and docs/benchmarks.svg.
+# Writes target/bench-results.json, target/bench-results.md, docs/benchmarks.svg and
+# docs/benchmarks-backends.svg.
 # Waits for a quiet machine first (1-minute load average < $BENCH_MAX_LOAD, default 0.5).
 # Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_SKIP_MICRO=1,
-# BENCH_REMEMBER_TOKENS (600000), BENCH_STORM_LOGINS (200), BENCH_STORM_SECONDS (10).
+# BENCH_REMEMBER_TOKENS (600000), BENCH_STORM_LOGINS (200), BENCH_STORM_SECONDS (10),
+# BENCH_PHASES (throughput,remember,storm,argon2,backends), BENCH_BACKENDS
+# (memory,sqlite,postgres,redis; also postgres-no-ping), BENCH_PG_ADMIN_URL, BENCH_PG_DATABASE,
+# BENCH_REDIS_URL (docs/benchmarks.md).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -1,12 +1,24 @@
 //! Server (a): login-manager. `LoginRequired<User>` on `/protected`, `/public` under the
-//! layer, remember-me on (memory store), `POST /login` with argon2id (the login storm) and
-//! `POST /bench/login` (logs alice in without a password, for the throughput runs).
+//! layer, remember-me on, `POST /login` with argon2id (the login storm) and `POST /bench/login`
+//! (logs alice in without a password, for the throughput runs).
 //!
-//! `lm-server [--remember-tokens N FILE]`: before serving, issue N remember-me tokens for
-//! alice and write their cookie values to FILE, one a line (the remember-restore run uses
-//! each exactly once).
+//! `lm-server [--backend URL] [--remember-tokens N FILE]`
+//!
+//! - Without `--backend`: sessions in tower-sessions' `MemoryStore` behind a plain
+//!   `SessionManagerLayer` (cookie `id`, as the axum-login and floor servers), remember-me
+//!   tokens in `MemoryRememberStore`.
+//! - `--backend URL` (`memory:`, `sqlite://…`, `postgres://…`, `redis://…`): sessions through
+//!   the library's `SessionBackend::from_url(URL)` and remember-me tokens in the library's
+//!   store for the same engine and pool (the per-backend benchmark). The session cookie is
+//!   still named `id`.
+//! - `--no-ping` (with a `postgres://` backend): a pool that does not ping each connection
+//!   before handing it out (`PgPoolOptions::test_before_acquire(false)`; sqlx pings by
+//!   default, one more round trip per statement).
+//! - `--remember-tokens N FILE`: before serving, issue N remember-me tokens for alice and
+//!   write their cookie values to FILE, one a line (the remember-restore runs use each
+//!   exactly once).
 
-use std::io::Write;
+use std::{io::Write, sync::Arc};
 
 use axum::{
     body::Body,
@@ -19,7 +31,13 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use login_manager::{
     async_trait,
     remember::{parse_token, MemoryRememberStore, RememberStore, RememberToken},
-    AuthSession, LoginManager, LoginOptions, LoginRequired, PasswordHasher, Remember, UserLoader,
+    session_backend::{SessionBackend, SessionConfig},
+    stores::{
+        redis::RedisRememberStore,
+        sql::{sqlx::postgres::PgPoolOptions, SqlRememberStore},
+    },
+    AuthSession, CookieOptions, LoginManager, LoginOptions, LoginRequired, PasswordHasher,
+    Remember, UserLoader,
 };
 use login_manager_load::{greeting, public, serve, LoginForm, User, Users, USER_AGENT};
 use rand::RngCore;
@@ -72,19 +90,94 @@ async fn login(
     })
 }
 
+/// Where sessions and remember-me tokens live in the per-backend runs (`--backend URL`).
+const REDIS_PREFIX: &str = "login-manager-bench:";
+/// Tasks inserting pre-issued tokens at once (the database stores are network-bound).
+const ISSUERS: usize = 16;
+
+struct Args {
+    backend: Option<String>,
+    no_ping: bool,
+    tokens: Option<(usize, String)>,
+}
+
+fn parse_args() -> Args {
+    const USAGE: &str = "usage: lm-server [--backend URL [--no-ping]] [--remember-tokens N FILE]";
+    let mut args = Args {
+        backend: None,
+        no_ping: false,
+        tokens: None,
+    };
+    let mut rest = std::env::args().skip(1);
+    while let Some(flag) = rest.next() {
+        match flag.as_str() {
+            "--backend" => args.backend = Some(rest.next().expect(USAGE)),
+            "--no-ping" => args.no_ping = true,
+            "--remember-tokens" => {
+                let count = rest.next().and_then(|n| n.parse().ok()).expect(USAGE);
+                args.tokens = Some((count, rest.next().expect(USAGE)));
+            }
+            _ => panic!("{USAGE}"),
+        }
+    }
+    args
+}
+
+/// The session backend a URL names and the library's remember-me store on the same engine
+/// (and pool), tables created.
+async fn backend_stores(url: &str, no_ping: bool) -> (SessionBackend, Arc<dyn RememberStore>) {
+    let sessions = if no_ping {
+        let pool = PgPoolOptions::new()
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("postgres {url}: {e}"));
+        let sessions = SessionBackend::Postgres(pool);
+        sessions.migrate().await.expect("create the session table");
+        sessions
+    } else {
+        SessionBackend::from_url(url)
+            .await
+            .unwrap_or_else(|e| panic!("session backend {url}: {e}"))
+    };
+    let remember: Arc<dyn RememberStore> = match &sessions {
+        SessionBackend::Memory(_) => Arc::new(memory_remember_store()),
+        SessionBackend::Sqlite(pool) => migrated(SqlRememberStore::new(pool.clone())).await,
+        SessionBackend::Postgres(pool) => migrated(SqlRememberStore::new(pool.clone())).await,
+        SessionBackend::Redis(pool) => {
+            Arc::new(RedisRememberStore::new(pool.clone()).key_prefix(REDIS_PREFIX))
+        }
+        other => panic!("no benchmark remember store for {other:?}"),
+    };
+    (sessions, remember)
+}
+
+async fn migrated<DB: login_manager::stores::sql::SqlDialect>(
+    store: SqlRememberStore<DB>,
+) -> Arc<dyn RememberStore> {
+    store.migrate().await.expect("create the remember table");
+    Arc::new(store)
+}
+
+/// Every pre-issued token belongs to alice: no per-user cap may drop them.
+fn memory_remember_store() -> MemoryRememberStore {
+    MemoryRememberStore::new().max_tokens_per_user(usize::MAX)
+}
+
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let tokens = match args.as_slice() {
-        [] => None,
-        [flag, n, file] if flag == "--remember-tokens" => {
-            Some((n.parse::<usize>().expect("token count"), file.clone()))
-        }
-        _ => panic!("usage: lm-server [--remember-tokens N FILE]"),
-    };
-
+    let args = parse_args();
     let users = Users::new().await;
-    let remember_store = MemoryRememberStore::new().max_tokens_per_user(usize::MAX);
+    let (sessions, remember_store) = match &args.backend {
+        Some(url) => {
+            let (sessions, remember) = backend_stores(url, args.no_ping).await;
+            (Some(sessions), remember)
+        }
+        None => (
+            None,
+            Arc::new(memory_remember_store()) as Arc<dyn RememberStore>,
+        ),
+    };
     let manager = LoginManager::new(Loader(users))
         .remember(Remember::new(remember_store.clone()).secure(false));
     let app = Router::new()
@@ -97,18 +190,24 @@ async fn main() {
             post(login).layer(Extension(PasswordHasher::new())),
         )
         .route("/bench/login", post(bench_login))
-        .layer(manager.into_layer())
-        .layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false));
+        .layer(manager.into_layer());
+    let app = match sessions {
+        None => app.layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false)),
+        Some(sessions) => {
+            let config = SessionConfig::new().cookie(CookieOptions::new("id").secure(false));
+            app.layer(sessions.into_layer(config).expect("session layer"))
+        }
+    };
 
-    if let Some((count, file)) = tokens {
-        issue_tokens(&app, &remember_store, count, &file).await;
+    if let Some((count, file)) = args.tokens {
+        issue_tokens(&app, remember_store, count, &file).await;
     }
     serve(app).await;
 }
 
 /// Issues one token through a real remember-me login, then `count` copies of it with fresh
 /// selectors and validators, straight into the store.
-async fn issue_tokens(app: &Router, store: &MemoryRememberStore, count: usize, file: &str) {
+async fn issue_tokens(app: &Router, store: Arc<dyn RememberStore>, count: usize, file: &str) {
     let request = Request::post("/bench/login")
         .header("x-remember", "1")
         .header(header::USER_AGENT, USER_AGENT)
@@ -128,22 +227,43 @@ async fn issue_tokens(app: &Router, store: &MemoryRememberStore, count: usize, f
     let template: RememberToken = store.find(&selector).await.unwrap().expect("stored");
     store.delete(&selector).await.unwrap();
 
+    let mut issuers = tokio::task::JoinSet::new();
+    for issuer in 0..ISSUERS {
+        let (store, template) = (store.clone(), template.clone());
+        let share = count / ISSUERS + usize::from(issuer < count % ISSUERS);
+        issuers.spawn(async move {
+            let mut lines = Vec::with_capacity(share);
+            for _ in 0..share {
+                let (token, cookie) = fresh_copy(&template);
+                store.create(token).await.expect("store a token");
+                lines.push(cookie);
+            }
+            lines
+        });
+    }
     let mut out = std::io::BufWriter::new(std::fs::File::create(file).expect("token file"));
-    let mut rng = rand::thread_rng();
-    for _ in 0..count {
-        let mut selector = [0u8; 16];
-        let mut validator = [0u8; 32];
-        rng.fill_bytes(&mut selector);
-        rng.fill_bytes(&mut validator);
-        let selector = URL_SAFE_NO_PAD.encode(selector);
-        writeln!(out, "{selector}.{}", URL_SAFE_NO_PAD.encode(validator)).unwrap();
-        let token = RememberToken {
-            selector,
-            validator_hash: Sha256::digest(validator).into(),
-            ..template.clone()
-        };
-        store.create(token).await.unwrap();
+    while let Some(lines) = issuers.join_next().await {
+        for line in lines.expect("issuer task") {
+            writeln!(out, "{line}").unwrap();
+        }
     }
     out.flush().unwrap();
     eprintln!("issued {count} remember tokens into {file}");
+}
+
+/// `template` with a fresh selector and validator, and the cookie value that presents it.
+fn fresh_copy(template: &RememberToken) -> (RememberToken, String) {
+    let mut rng = rand::thread_rng();
+    let mut selector = [0u8; 16];
+    let mut validator = [0u8; 32];
+    rng.fill_bytes(&mut selector);
+    rng.fill_bytes(&mut validator);
+    let selector = URL_SAFE_NO_PAD.encode(selector);
+    let cookie = format!("{selector}.{}", URL_SAFE_NO_PAD.encode(validator));
+    let token = RememberToken {
+        selector,
+        validator_hash: Sha256::digest(validator).into(),
+        ..template.clone()
+    };
+    (token, cookie)
 }

@@ -8,9 +8,15 @@
 //!    every request presenting an unused one and no session.
 //! 3. Login storm: idle latency of `/protected`, then the same probe during `BENCH_STORM_LOGINS`
 //!    concurrent argon2id logins; the server on one core, then on all cores.
+//! 4. Backends (`backends.rs`): session requests and remember-me restores with sessions and
+//!    tokens in memory, SQLite, Postgres and Redis.
+//!
+//! `BENCH_PHASES` picks phases (default `throughput,remember,storm,argon2,backends`).
 //!
 //! Writes `target/bench-results.json`, `target/bench-results.md` (tables) and
-//! `docs/benchmarks.svg` (chart) under `BENCH_ROOT`.
+//! `docs/benchmarks.svg` and `docs/benchmarks-backends.svg` (charts) under `BENCH_ROOT`.
+
+mod backends;
 
 use std::{
     collections::BTreeMap,
@@ -101,14 +107,19 @@ struct Server {
 }
 
 impl Server {
-    fn start(config: &Config, name: &str, cpus: &str, args: &[&str]) -> Server {
+    fn start(config: &Config, binary: &str, cpus: &str, args: &[&str]) -> Server {
+        Server::start_named(config, binary, binary, cpus, args)
+    }
+
+    /// A server whose log and messages say `name` (several run the same binary).
+    fn start_named(config: &Config, binary: &str, name: &str, cpus: &str, args: &[&str]) -> Server {
         let log_dir = config.root.join("target/load-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
         let log = std::fs::File::create(log_dir.join(format!("{name}.log"))).unwrap();
         let mut child = Command::new("taskset")
             .arg("-c")
             .arg(cpus)
-            .arg(config.bin.join(name))
+            .arg(config.bin.join(binary))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(log)
@@ -152,6 +163,40 @@ fn process_cpu_ticks(pid: u32) -> u64 {
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 of stat(5); `after` starts at field 3.
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// utime + stime, in clock ticks, of every PostgreSQL and Redis server process, by pid.
+fn store_process_ticks() -> BTreeMap<u32, u64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return BTreeMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            if !matches!(comm.trim(), "postgres" | "redis-server") {
+                return None;
+            }
+            // The process may end between the two reads.
+            std::fs::metadata(format!("/proc/{pid}/stat")).ok()?;
+            Some((pid, process_cpu_ticks(pid)))
+        })
+        .collect()
+}
+
+/// CPU seconds the database processes used between two snapshots (a process that started in
+/// between counts whole).
+fn store_cpu_seconds(
+    config: &Config,
+    before: &BTreeMap<u32, u64>,
+    after: &BTreeMap<u32, u64>,
+) -> f64 {
+    let ticks: u64 = after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(before.get(pid).copied().unwrap_or(0)))
+        .sum();
+    ticks as f64 / config.clk_tck
 }
 
 /// Per CPU (busy, steal) jiffies from /proc/stat.
@@ -357,6 +402,9 @@ struct Run {
     /// Server CPU time / wall time: 1.0 is one core saturated.
     server_cpu_utilisation: f64,
     client_cpu_s: f64,
+    /// CPU time of the PostgreSQL and Redis processes (the stores of the backend runs).
+    store_cpu_s: f64,
+    store_cpu_us_per_request: f64,
     /// CPU time on the machine used by neither the server nor wrk, as a share of all cores'
     /// time (other engineers' processes: should be ~0).
     foreign_cpu_share: f64,
@@ -383,6 +431,7 @@ fn measure(
     let url = format!("http://{}{path}", server.addr);
     wait_until_idle(config);
     let cpu_before = server.cpu_seconds(config);
+    let store_before = store_process_ticks();
     let children_before = children_cpu_seconds();
     let jiffies_before = cpu_jiffies();
     let start = Instant::now();
@@ -391,6 +440,7 @@ fn measure(
     let jiffies_after = cpu_jiffies();
     let client_cpu = children_cpu_seconds() - children_before;
     let server_cpu = server.cpu_seconds(config) - cpu_before;
+    let store_cpu = store_cpu_seconds(config, &store_before, &store_process_ticks());
 
     let (mut busy, mut steal) = (0u64, 0u64);
     for (cpu, (b, s)) in &jiffies_after {
@@ -400,7 +450,7 @@ fn measure(
     }
     let cores = jiffies_after.len() as f64;
     let busy_s = busy as f64 / config.clk_tck;
-    let foreign = (busy_s - server_cpu - client_cpu).max(0.0) / (wall * cores);
+    let foreign = (busy_s - server_cpu - client_cpu - store_cpu).max(0.0) / (wall * cores);
 
     let requests = result["requests"].as_u64().unwrap();
     let seconds = result["duration_us"].as_f64().unwrap() / 1e6;
@@ -421,6 +471,8 @@ fn measure(
         server_cpu_us_per_request: server_cpu * 1e6 / requests as f64,
         server_cpu_utilisation: server_cpu / seconds,
         client_cpu_s: client_cpu,
+        store_cpu_s: store_cpu,
+        store_cpu_us_per_request: store_cpu * 1e6 / requests as f64,
         foreign_cpu_share: foreign,
         steal_share: steal as f64 / config.clk_tck / (wall * cores),
         latency_p50_us: result["latency_us"]["p50"].as_f64().unwrap(),
@@ -429,11 +481,12 @@ fn measure(
         wrk: result,
     };
     eprintln!(
-        "  {:<26} {:>9.0} req/s  {:>6.2} µs CPU/req  server CPU {:>4.0}%  foreign {:>4.1}%  errors {}",
+        "  {:<34} {:>9.0} req/s  {:>6.2} µs CPU/req  server CPU {:>4.0}%  store {:>6.2} µs/req  foreign {:>4.1}%  errors {}",
         run.target,
         run.requests_per_s,
         run.server_cpu_us_per_request,
         run.server_cpu_utilisation * 100.0,
+        run.store_cpu_us_per_request,
         run.foreign_cpu_share * 100.0,
         run.errors
     );
@@ -494,15 +547,11 @@ fn throughput(config: &Config) -> Vec<Run> {
     ];
     let cookies: Vec<String> = servers.iter().map(login_cookie).collect();
     for target in &TARGETS {
-        let server = &servers[target.server];
-        let url = format!("http://{}{}", server.addr, target.path);
-        wrk(
+        warm_up(
             config,
-            &url,
-            Some(&cookies[target.server]),
-            "report.lua",
-            &[],
-            config.warmup,
+            &servers[target.server],
+            target.path,
+            &cookies[target.server],
         );
     }
     let mut runs = Vec::new();
@@ -525,6 +574,12 @@ fn throughput(config: &Config) -> Vec<Run> {
     runs
 }
 
+/// An unmeasured wrk run of `BENCH_WARMUP` seconds (connections, caches, pools).
+fn warm_up(config: &Config, server: &Server, path: &str, cookie: &str) {
+    let url = format!("http://{}{path}", server.addr);
+    wrk(config, &url, Some(cookie), "report.lua", &[], config.warmup);
+}
+
 fn remember(config: &Config) -> Vec<Run> {
     eprintln!(
         "== remember-me restore: {} rounds, {} tokens each",
@@ -541,25 +596,45 @@ fn remember(config: &Config) -> Vec<Run> {
             &config.server_cpu,
             &["--remember-tokens", &count, file_arg],
         );
-        let run = measure(
+        runs.push(measure_restores(
             config,
             "remember",
             round,
             "protected/remember-restore",
             &server,
-            "/protected",
-            None,
-            "remember.lua",
-            &[file_arg],
-        );
-        assert_eq!(
-            run.wrk["tokens_exhausted"], 0,
-            "raise BENCH_REMEMBER_TOKENS"
-        );
-        runs.push(run);
+            file_arg,
+        ));
     }
     let _ = std::fs::remove_file(&file);
     runs
+}
+
+/// One measured run of remember-me restores: every request presents an unused token from
+/// `tokens_file` (pre-issued into `server`'s store) and no session.
+fn measure_restores(
+    config: &Config,
+    phase: &'static str,
+    round: usize,
+    target: &str,
+    server: &Server,
+    tokens_file: &str,
+) -> Run {
+    let run = measure(
+        config,
+        phase,
+        round,
+        target,
+        server,
+        "/protected",
+        None,
+        "remember.lua",
+        &[tokens_file],
+    );
+    assert_eq!(
+        run.wrk["tokens_exhausted"], 0,
+        "{target}: more requests than pre-issued tokens; raise BENCH_REMEMBER_TOKENS"
+    );
+    run
 }
 
 fn storm_tool(config: &Config, cpus: &str, args: &[&str]) -> Value {
@@ -679,10 +754,13 @@ fn argon2_memory(config: &Config) -> Value {
 // ---------------------------------------------------------------------------------------------
 // summary, chart, tables
 
+/// The median; NaN for no values (a reference that was not run).
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    if n % 2 == 1 {
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
         values[n / 2]
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
@@ -700,6 +778,7 @@ struct Summary {
     min_cpu_us_per_request: f64,
     max_cpu_us_per_request: f64,
     median_latency_p99_us: f64,
+    median_store_cpu_us_per_request: f64,
     /// Medians divided by the reference's medians (the floor for `/protected`, the no-layer
     /// server for `/public`, the plain session request for the remember restore).
     reference: String,
@@ -721,13 +800,18 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
     names
         .iter()
         .map(|name| {
-            let reference = if name.starts_with("public/") {
-                "public/no-layer"
+            let reference = if let Some(kind) = name.strip_prefix("backend/") {
+                // Each backend against memory, the same kind of request.
+                let kind = kind.split_once('/').map_or(kind, |(_, kind)| kind);
+                format!("backend/memory/{kind}")
+            } else if name.starts_with("public/") {
+                "public/no-layer".to_owned()
             } else if name.ends_with("remember-restore") {
-                "protected/login-manager"
+                "protected/login-manager".to_owned()
             } else {
-                "protected/floor"
+                "protected/floor".to_owned()
             };
+            let reference = reference.as_str();
             let rps: Vec<f64> = of(runs, name).map(|r| r.requests_per_s).collect();
             let cpu: Vec<f64> = of(runs, name)
                 .map(|r| r.server_cpu_us_per_request)
@@ -744,6 +828,7 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
                 min_cpu_us_per_request: cpu.iter().copied().fold(f64::MAX, f64::min),
                 max_cpu_us_per_request: cpu.iter().copied().fold(0.0, f64::max),
                 median_latency_p99_us: med(name, |r| r.latency_p99_us),
+                median_store_cpu_us_per_request: med(name, |r| r.store_cpu_us_per_request),
                 reference: reference.to_owned(),
                 requests_per_s_vs_reference: mrps / med(reference, |r| r.requests_per_s),
                 cpu_per_request_vs_reference: mcpu
@@ -762,36 +847,15 @@ struct Verdict {
 }
 
 fn verdicts(summary: &[Summary], storms: &[Value]) -> Vec<Verdict> {
-    let get = |name: &str| summary.iter().find(|s| s.target == name).expect(name);
-    let lm = get("protected/login-manager");
-    let axl = get("protected/axum-login");
-    let public = get("public/login-manager");
-    let mut out = vec![
-        Verdict {
-            target: "/protected server CPU per request <= 1.10x the floor",
-            measured: lm.cpu_per_request_vs_reference,
-            limit: 1.10,
-            met: lm.cpu_per_request_vs_reference <= 1.10,
-        },
-        Verdict {
-            target: "/protected requests/s >= 1.15x axum-login",
-            measured: lm.median_requests_per_s / axl.median_requests_per_s,
-            limit: 1.15,
-            met: lm.median_requests_per_s / axl.median_requests_per_s >= 1.15,
-        },
-        Verdict {
-            target: "/public server CPU per request <= 1.03x no layer",
-            measured: public.cpu_per_request_vs_reference,
-            limit: 1.03,
-            met: public.cpu_per_request_vs_reference <= 1.03,
-        },
-        Verdict {
-            target: "/public requests/s >= 0.97x no layer",
-            measured: public.requests_per_s_vs_reference,
-            limit: 0.97,
-            met: public.requests_per_s_vs_reference >= 0.97,
-        },
-    ];
+    let get = |name: &str| summary.iter().find(|s| s.target == name);
+    let mut out = Vec::new();
+    if let (Some(lm), Some(axl), Some(public)) = (
+        get("protected/login-manager"),
+        get("protected/axum-login"),
+        get("public/login-manager"),
+    ) {
+        out.extend(throughput_verdicts(lm, axl, public));
+    }
     for storm in storms {
         let ratio = storm["p99_storm_over_idle"].as_f64().unwrap();
         let throughput = storm["logins_per_s_vs_expected"].as_f64().unwrap();
@@ -822,8 +886,42 @@ fn verdicts(summary: &[Summary], storms: &[Value]) -> Vec<Verdict> {
     out
 }
 
+/// The DESIGN.md targets of the throughput phase.
+fn throughput_verdicts(lm: &Summary, axl: &Summary, public: &Summary) -> Vec<Verdict> {
+    vec![
+        Verdict {
+            target: "/protected server CPU per request <= 1.10x the floor",
+            measured: lm.cpu_per_request_vs_reference,
+            limit: 1.10,
+            met: lm.cpu_per_request_vs_reference <= 1.10,
+        },
+        Verdict {
+            target: "/protected requests/s >= 1.15x axum-login",
+            measured: lm.median_requests_per_s / axl.median_requests_per_s,
+            limit: 1.15,
+            met: lm.median_requests_per_s / axl.median_requests_per_s >= 1.15,
+        },
+        Verdict {
+            target: "/public server CPU per request <= 1.03x no layer",
+            measured: public.cpu_per_request_vs_reference,
+            limit: 1.03,
+            met: public.cpu_per_request_vs_reference <= 1.03,
+        },
+        Verdict {
+            target: "/public requests/s >= 0.97x no layer",
+            measured: public.requests_per_s_vs_reference,
+            limit: 0.97,
+            met: public.requests_per_s_vs_reference >= 0.97,
+        },
+    ]
+}
+
+/// Bars of requests/s and CPU per request, medians with min..max whiskers. Where a run's
+/// database processes used CPU (the backend runs), their median share is stacked, lighter,
+/// on the server's CPU bar.
 fn chart(
     path: &Path,
+    title: &str,
     summary: &[Summary],
     machine: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -831,7 +929,7 @@ fn chart(
     root.fill(&WHITE)?;
     let (title_area, body) = root.split_vertically(50);
     title_area.titled(
-        &format!("login-manager load benchmark — medians, whiskers min..max ({machine})"),
+        &format!("{title} — medians, whiskers min..max ({machine})"),
         ("sans-serif", 17),
     )?;
     let panels = body.split_evenly((2, 1));
@@ -840,11 +938,18 @@ fn chart(
         .iter()
         .map(|s| match s.target.as_str() {
             "protected/remember-restore" => "remember restore".to_owned(),
-            other => other.replace('/', " ").replace("login-manager", "LM"),
+            other => other
+                .trim_start_matches("backend/")
+                .replace('/', " ")
+                .replace("login-manager", "LM")
+                .replace("remember-restore", "restore"),
         })
         .collect();
     let color = |s: &Summary| {
-        if s.target.ends_with("login-manager") || s.target.ends_with("remember-restore") {
+        if s.target.ends_with("login-manager")
+            || s.target.ends_with("remember-restore")
+            || s.target.ends_with("/session")
+        {
             RGBColor(31, 119, 180)
         } else if s.target.ends_with("axum-login") {
             RGBColor(214, 39, 40)
@@ -852,7 +957,8 @@ fn chart(
             RGBColor(127, 127, 127)
         }
     };
-    type Pick = fn(&Summary) -> (f64, f64, f64, f64);
+    // (median, min, max, ratio to the reference, stacked on the median)
+    type Pick = fn(&Summary) -> (f64, f64, f64, f64, f64);
     let metrics: [(&str, Pick); 2] = [
         (
             "requests/s (higher is better); × ratio to the reference (floor, no layer, session request)",
@@ -862,23 +968,32 @@ fn chart(
                     s.min_requests_per_s,
                     s.max_requests_per_s,
                     s.requests_per_s_vs_reference,
+                    0.0,
                 )
             },
         ),
         (
-            "server CPU µs per request (lower is better); × ratio to the reference",
+            "server CPU µs per request (lower is better; lighter: database processes); × server ratio to the reference",
             |s| {
                 (
                     s.median_cpu_us_per_request,
                     s.min_cpu_us_per_request,
                     s.max_cpu_us_per_request,
                     s.cpu_per_request_vs_reference,
+                    s.median_store_cpu_us_per_request,
                 )
             },
         ),
     ];
     for (panel, (title, pick)) in panels.iter().zip(metrics) {
-        let top = summary.iter().map(|s| pick(s).2).fold(0.0, f64::max) * 1.15;
+        let top = summary
+            .iter()
+            .map(|s| {
+                let (med, _, hi, _, stacked) = pick(s);
+                hi.max(med + stacked)
+            })
+            .fold(0.0, f64::max)
+            * 1.15;
         let label_style = ("sans-serif", 12).into_font().color(&BLACK);
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 15))
@@ -898,17 +1013,28 @@ fn chart(
             })
             .draw()?;
         for (i, s) in summary.iter().enumerate() {
-            let (med, lo, hi, ratio) = pick(s);
-            let fill = color(s).filled();
+            let (med, lo, hi, ratio, stacked) = pick(s);
+            let base = color(s);
             let mut bar = Rectangle::new(
                 [
                     (SegmentValue::Exact(i), 0.0),
                     (SegmentValue::Exact(i + 1), med),
                 ],
-                fill,
+                base.filled(),
             );
             bar.set_margin(0, 0, 14, 14);
             chart.draw_series(std::iter::once(bar))?;
+            if stacked > 0.01 * med {
+                let mut store = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), med),
+                        (SegmentValue::Exact(i + 1), med + stacked),
+                    ],
+                    base.mix(0.35).filled(),
+                );
+                store.set_margin(0, 0, 14, 14);
+                chart.draw_series(std::iter::once(store))?;
+            }
             chart.draw_series(std::iter::once(PathElement::new(
                 vec![
                     (SegmentValue::CenterOf(i), lo),
@@ -923,7 +1049,10 @@ fn chart(
             };
             chart.draw_series(std::iter::once(Text::new(
                 label,
-                (SegmentValue::CenterOf(i), hi + top * 0.05),
+                (
+                    SegmentValue::CenterOf(i),
+                    hi.max(med + stacked) + top * 0.05,
+                ),
                 label_style.clone(),
             )))?;
         }
@@ -1121,14 +1250,37 @@ fn main() {
         .unwrap()
         .as_secs();
 
-    let mut runs = throughput(&config);
-    runs.extend(remember(&config));
-    let storms = vec![
-        storm(&config, "one core", &config.server_cpu, &config.client_cpu),
-        storm(&config, "all cores", "0,1", "0,1"),
-    ];
+    let phases: String = env_or(
+        "BENCH_PHASES",
+        "throughput,remember,storm,argon2,backends".to_owned(),
+    );
+    let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    let mut runs = Vec::new();
+    if phase("throughput") {
+        runs.extend(throughput(&config));
+    }
+    if phase("remember") {
+        runs.extend(remember(&config));
+    }
+    let mut storms = Vec::new();
+    if phase("storm") {
+        storms.push(storm(
+            &config,
+            "one core",
+            &config.server_cpu,
+            &config.client_cpu,
+        ));
+        storms.push(storm(&config, "all cores", "0,1", "0,1"));
+    }
+    let argon2 = if phase("argon2") {
+        argon2_memory(&config)
+    } else {
+        Value::Null
+    };
+    if phase("backends") {
+        runs.extend(backends::backends(&config));
+    }
 
-    let argon2 = argon2_memory(&config);
     let micro = criterion_results(&config);
     let summary = summarise(&runs);
     let verdicts = verdicts(&summary, &storms);
@@ -1136,6 +1288,7 @@ fn main() {
         "started_unix": started,
         "machine": machine,
         "config": {
+            "phases": phases,
             "rounds": config.rounds,
             "seconds": config.seconds,
             "connections": config.connections,
@@ -1154,9 +1307,16 @@ fn main() {
     });
     let out = config.root.join("target/bench-results.json");
     std::fs::write(&out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
-    let mut md = markdown(&summary, &storms, &verdicts);
-    md.push_str("\n| argon2id verification (30 in a row, one thread) | ms each (median) | peak RSS MiB | minor page faults each |\n|---|---:|---:|---:|\n");
-    for row in argon2["summary"].as_array().unwrap() {
+    let (backend_summary, main_summary): (Vec<Summary>, Vec<Summary>) = summary
+        .iter()
+        .cloned()
+        .partition(|s| s.target.starts_with("backend/"));
+    let mut md = markdown(&main_summary, &storms, &verdicts);
+    md.push_str(&backends::markdown(&backend_summary));
+    if argon2["summary"].is_array() {
+        md.push_str("\n| argon2id verification (30 in a row, one thread) | ms each (median) | peak RSS MiB | minor page faults each |\n|---|---:|---:|---:|\n");
+    }
+    for row in argon2["summary"].as_array().into_iter().flatten() {
         md.push_str(&format!(
             "| {} | {:.2} | {:.1} | {:.0} |\n",
             row["mode"].as_str().unwrap_or(""),
@@ -1171,18 +1331,30 @@ fn main() {
     }
     md.push_str(&criterion_markdown(&micro));
     std::fs::write(config.root.join("target/bench-results.md"), &md).unwrap();
-    let svg = config.root.join("docs/benchmarks.svg");
     let label = format!(
         "{}, {} cores",
         machine["cpu_model"].as_str().unwrap_or(""),
         machine["cores"]
     );
-    chart(&svg, &summary, &label).expect("chart");
+    let mut written = vec![out, config.root.join("target/bench-results.md")];
+    for (summary, file, title) in [
+        (
+            &main_summary,
+            "docs/benchmarks.svg",
+            "login-manager load benchmark",
+        ),
+        (
+            &backend_summary,
+            "docs/benchmarks-backends.svg",
+            "login-manager with sessions and remember-me tokens per backend",
+        ),
+    ] {
+        if !summary.is_empty() {
+            let svg = config.root.join(file);
+            chart(&svg, title, summary, &label).expect("chart");
+            written.push(svg);
+        }
+    }
     println!("{md}");
-    eprintln!(
-        "wrote {}, {} and {}",
-        out.display(),
-        config.root.join("target/bench-results.md").display(),
-        svg.display()
-    );
+    eprintln!("wrote {written:?}");
 }
