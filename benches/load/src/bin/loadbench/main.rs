@@ -922,6 +922,7 @@ fn throughput_verdicts(lm: &Summary, axl: &Summary, public: &Summary) -> Vec<Ver
 fn chart(
     path: &Path,
     title: &str,
+    reference: &str,
     summary: &[Summary],
     machine: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -959,9 +960,11 @@ fn chart(
     };
     // (median, min, max, ratio to the reference, stacked on the median)
     type Pick = fn(&Summary) -> (f64, f64, f64, f64, f64);
+    let rps_caption =
+        format!("requests/s (higher is better); × ratio to the reference ({reference})");
     let metrics: [(&str, Pick); 2] = [
         (
-            "requests/s (higher is better); × ratio to the reference (floor, no layer, session request)",
+            &rps_caption,
             |s| {
                 (
                     s.median_requests_per_s,
@@ -1337,21 +1340,23 @@ fn main() {
         machine["cores"]
     );
     let mut written = vec![out, config.root.join("target/bench-results.md")];
-    for (summary, file, title) in [
+    for (summary, file, title, reference) in [
         (
             &main_summary,
             "docs/benchmarks.svg",
             "login-manager load benchmark",
+            "floor, no layer, session request",
         ),
         (
             &backend_summary,
             "docs/benchmarks-backends.svg",
             "login-manager with sessions and remember-me tokens per backend",
+            "memory",
         ),
     ] {
         if !summary.is_empty() {
             let svg = config.root.join(file);
-            chart(&svg, title, summary, &label).expect("chart");
+            chart(&svg, title, reference, summary, &label).expect("chart");
             written.push(svg);
         }
     }
