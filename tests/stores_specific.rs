@@ -334,6 +334,34 @@ mod redis {
         delete_keys(&pool, &prefix).await;
     }
 
+    /// A rotation that loses (a replayed or late validator) with an earlier expiry than the
+    /// token's leaves the token findable for its whole life: the selector pointer is only
+    /// ever lengthened.
+    #[tokio::test]
+    async fn a_losing_rotation_never_shortens_the_selector_pointer() {
+        let Some(pool) = redis_pool().await else {
+            return;
+        };
+        let prefix = format!("{}:", unique("lm-test"));
+        let remember = RedisRememberStore::new(pool.clone()).key_prefix(&prefix);
+        remember
+            .create(token("sel", "1", time::Duration::hours(1)))
+            .await
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let late = Rotation {
+            new_hash: [3; 32],
+            rotated_at: now,
+            expires_at: now + time::Duration::seconds(1),
+        };
+        assert!(!remember.rotate("sel", &[9; 32], late).await.unwrap());
+        let left = pttl(&pool, &format!("{prefix}remember:selector:sel")).await;
+        assert!(3_600_000 - 5_000 < left, "pointer cut short: {left} ms");
+        assert!(remember.find("sel").await.unwrap().is_some());
+
+        delete_keys(&pool, &prefix).await;
+    }
+
     /// A member whose token has expired is dropped from the set when the set is listed, and
     /// revoking everything also removes the selector keys.
     #[tokio::test]

@@ -49,7 +49,6 @@ use async_trait::async_trait;
 use fred::clients::Pool;
 use fred::interfaces::{HashesInterface, KeysInterface};
 use fred::types::scripts::Script;
-use fred::types::Expiration;
 use time::OffsetDateTime;
 
 use super::{bounded, window_entry, window_millis, DEFAULT_TIMEOUT, REMEMBER, THROTTLE};
@@ -67,17 +66,28 @@ pub use fred;
 /// ```
 pub const DEFAULT_PREFIX: &str = "login:";
 
-/// Keeps the per-user set alive as long as its longest-lived token (server clock).
+/// Keeps a key (the per-user set, a selector pointer) alive at least until `expires_at`:
+/// lengthens its expiry, never shortens it (server clock).
 const COVER: &str = r"
-local function cover(set, expires_at)
+local function cover(key, expires_at)
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  local ttl = redis.call('PTTL', set)
+  local ttl = redis.call('PTTL', key)
   if ttl == -1 or ttl < tonumber(expires_at) - now_ms then
-    redis.call('PEXPIREAT', set, expires_at)
+    redis.call('PEXPIREAT', key, expires_at)
   end
 end
 ";
+
+/// KEYS: selector pointer. ARGV: user id, expires_at ms. `SET … PXAT` in two commands that
+/// Redis 5 and 6.0 also have (`PXAT` came in 6.2).
+static SET_POINTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1",
+    )
+});
 
 /// KEYS: token, user set. ARGV: selector, expires_at ms, then the hash's field/value pairs.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
@@ -108,13 +118,16 @@ return 1"
 });
 
 /// KEYS: selector pointer. ARGV: expires_at ms. The user id, with the pointer made to live
-/// as long as the token will after a rotation (it may slide the expiry).
+/// at least as long as the token will after a rotation (it may slide the expiry). Only ever
+/// lengthened: a call that then loses the rotation, or a late one, must not cut the winner's
+/// pointer short (a pointer outliving its token only finds nothing).
 static RESOLVE_AND_EXTEND: LazyLock<Script> = LazyLock::new(|| {
-    Script::from_lua(
-        "local user = redis.call('GET', KEYS[1])
-if user then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
-return user",
-    )
+    Script::from_lua(format!(
+        "{COVER}
+local user = redis.call('GET', KEYS[1])
+if user then cover(KEYS[1], ARGV[1]) end
+return user"
+    ))
 });
 
 /// KEYS: token, user set. ARGV: selector.
@@ -444,14 +457,11 @@ impl RedisRememberStore {
         let expires = millis(token.expires_at);
         // The pointer first: a token is never stored without a way to find and delete it; a
         // failure in between leaves only a pointer to nothing, which expires with the token.
-        let _: () = self
-            .pool
-            .set(
-                self.pointer_key(&token.selector),
-                token.user_id.as_str(),
-                Some(Expiration::PXAT(expires)),
-                None,
-                false,
+        let _: i64 = SET_POINTER
+            .evalsha_with_reload(
+                self.pool.next(),
+                vec![self.pointer_key(&token.selector)],
+                vec![token.user_id.clone(), expires.to_string()],
             )
             .await?;
         let mut args = vec![token.selector.clone(), expires.to_string()];
