@@ -248,6 +248,72 @@ async fn remember_devices_can_be_revoked_one_or_all() {
 }
 
 #[tokio::test]
+async fn remember_devices_beyond_the_cap_forget_the_least_recently_used() {
+    // A store without a cap of its own, as the SQL and Redis stores: the library enforces it.
+    let store = MemoryRememberStore::new().max_tokens_per_user(usize::MAX);
+    let app =
+        TestApp::with(|m| m.remember(Remember::new(store.clone()).max_devices(3).secure(false)));
+    let mut browsers = Vec::new();
+    for _ in 0..3 {
+        browsers.push(remembered_client(&app).await);
+    }
+    // The first browser comes back: the second is now the least recently used.
+    browsers[0].close_browser();
+    assert!(browsers[0].whoami().await.starts_with("alice"));
+    browsers.push(remembered_client(&app).await);
+    assert_eq!(store.len(), 3);
+
+    let mut remembered = Vec::new();
+    for browser in &mut browsers {
+        browser.close_browser();
+        remembered.push(browser.whoami().await.starts_with("alice"));
+    }
+    assert_eq!(remembered, [true, false, true, true]);
+    assert!(
+        !app.events()
+            .iter()
+            .any(|e| matches!(e, AuthEvent::RememberTheftDetected { .. })),
+        "a forgotten token is not a theft"
+    );
+}
+
+#[tokio::test]
+async fn remember_cap_forgets_expired_tokens_before_live_ones() {
+    let store = MemoryRememberStore::new().max_tokens_per_user(usize::MAX);
+    let now = time::OffsetDateTime::now_utc();
+    for (selector, last_used_at, expires_at) in [
+        (
+            "live-old",
+            now - Duration::days(20),
+            now + Duration::days(10),
+        ),
+        ("expired-recent", now, now - Duration::seconds(1)),
+    ] {
+        store
+            .create(RememberToken {
+                selector: selector.into(),
+                validator_hash: [0; 32],
+                previous_hash: None,
+                rotated_at: None,
+                user_id: "1".into(),
+                auth_hash: String::new(),
+                created_at: last_used_at,
+                last_used_at,
+                expires_at,
+                user_agent: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let app =
+        TestApp::with(|m| m.remember(Remember::new(store.clone()).max_devices(2).secure(false)));
+    remembered_client(&app).await;
+    assert_eq!(store.len(), 2);
+    assert!(store.find("live-old").await.unwrap().is_some());
+    assert!(store.find("expired-recent").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn remember_tampered_tokens_are_anonymous_without_error() {
     let app = TestApp::new();
     let mut client = remembered_client(&app).await;

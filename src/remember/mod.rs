@@ -35,6 +35,8 @@ use crate::{
 };
 
 const USER_AGENT_LABEL_CHARS: usize = 120;
+/// The default of [`Remember::max_devices`], as [`MemoryRememberStore`]'s own cap.
+const DEFAULT_MAX_DEVICES: usize = 50;
 
 /// Remember-me settings: pass to [`LoginManager::remember`](crate::LoginManager::remember).
 ///
@@ -54,6 +56,7 @@ pub struct Remember {
     duration: Duration,
     grace: Duration,
     refresh_each_request: bool,
+    max_devices: usize,
 }
 
 impl std::fmt::Debug for Remember {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for Remember {
             .field("duration", &self.duration)
             .field("grace", &self.grace)
             .field("refresh_each_request", &self.refresh_each_request)
+            .field("max_devices", &self.max_devices)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +107,7 @@ impl Remember {
             duration: Duration::days(30),
             grace: Duration::seconds(10),
             refresh_each_request: false,
+            max_devices: DEFAULT_MAX_DEVICES,
         }
     }
 
@@ -124,6 +129,21 @@ impl Remember {
     /// login).
     pub fn refresh_each_request(mut self, on: bool) -> Self {
         self.refresh_each_request = on;
+        self
+    }
+
+    /// How many remembered browsers one user may have (default 50, at least 1). A remember-me
+    /// login beyond it forgets the user's least recently used tokens (expired ones first), in
+    /// every store: the shared stores have no cap of their own, and without one a user's
+    /// token list (and the work of listing or revoking it) would grow with every login.
+    ///
+    /// ```
+    /// use login_manager::{remember::MemoryRememberStore, Remember};
+    ///
+    /// let remember = Remember::new(MemoryRememberStore::new()).max_devices(10);
+    /// ```
+    pub fn max_devices(mut self, max: usize) -> Self {
+        self.max_devices = max.max(1);
         self
     }
 
@@ -168,8 +188,30 @@ impl Remember {
             expires_at: now + lifetime,
             user_agent: user_agent.chars().take(USER_AGENT_LABEL_CHARS).collect(),
         };
+        // Room first, then the token: a failure in between leaves no token without a cookie.
+        self.make_room(limit, &token.user_id, now).await?;
         timed(limit, "remember store", self.store.create(token)).await?;
         Ok(self.cookie.build(minted.cookie_value, lifetime))
+    }
+
+    /// Deletes the user's tokens beyond `max_devices - 1`: expired ones first, then the least
+    /// recently used.
+    async fn make_room(
+        &self,
+        limit: std::time::Duration,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let mut tokens = timed(limit, "remember store", self.store.list_for_user(user_id)).await?;
+        let keep = self.max_devices - 1;
+        if tokens.len() <= keep {
+            return Ok(());
+        }
+        tokens.sort_by_key(|t| std::cmp::Reverse((t.expires_at > now, t.last_used_at)));
+        for old in &tokens[keep..] {
+            timed(limit, "remember store", self.store.delete(&old.selector)).await?;
+        }
+        Ok(())
     }
 
     /// Step 2b of the life-cycle: a request without a logged-in session but with a cookie.
