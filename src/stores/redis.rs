@@ -16,7 +16,7 @@
 //! |---|---|---|---|
 //! | `login:remember:token:{<tag>}:<selector>` | hash | one token | with the token |
 //! | `login:remember:user:{<tag>}` | set | the user's selectors | with the user's last token |
-//! | `login:remember:selector:<selector>` | string | the user id, to find a token by selector | with the token |
+//! | `login:remember:selector:<selector>` | string | the user id, to find a token by selector | with the token, or later |
 //! | `login:throttle:<key>` | string | a failure count | with the window |
 //!
 //! One user's tokens and set share the hash tag `{<tag>}`, so listing and revoking all of a
@@ -67,7 +67,8 @@ pub use fred;
 pub const DEFAULT_PREFIX: &str = "login:";
 
 /// Keeps a key (the per-user set, a selector pointer) alive at least until `expires_at`:
-/// lengthens its expiry, never shortens it (server clock).
+/// lengthens its expiry, never shortens it (server clock). A key without an expiry (which
+/// these stores never write) gets one; a missing key stays missing.
 const COVER: &str = r"
 local function cover(key, expires_at)
   local now = redis.call('TIME')

@@ -13,7 +13,7 @@
 //!   still named `id`.
 //! - `--no-ping` (with a `postgres://` backend): a pool that does not ping each connection
 //!   before handing it out (`PgPoolOptions::test_before_acquire(false)`; sqlx pings by
-//!   default, one more round trip per statement).
+//!   default, one more round trip per pool acquire).
 //! - `--remember-tokens N FILE`: before serving, issue N remember-me tokens for alice and
 //!   write their cookie values to FILE, one a line (the remember-restore runs use each
 //!   exactly once).
@@ -90,7 +90,8 @@ async fn login(
     })
 }
 
-/// Where sessions and remember-me tokens live in the per-backend runs (`--backend URL`).
+/// The key prefix of the remember-me tokens in the Redis runs (sessions are stored under their
+/// bare ids by tower-sessions-redis-store).
 const REDIS_PREFIX: &str = "login-manager-bench:";
 /// Tasks inserting pre-issued tokens at once (the database stores are network-bound).
 const ISSUERS: usize = 16;
@@ -120,6 +121,14 @@ fn parse_args() -> Args {
             _ => panic!("{USAGE}"),
         }
     }
+    let postgres = args
+        .backend
+        .as_deref()
+        .is_some_and(|url| url.starts_with("postgres"));
+    assert!(
+        !args.no_ping || postgres,
+        "--no-ping needs a postgres:// backend"
+    );
     args
 }
 

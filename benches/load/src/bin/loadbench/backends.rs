@@ -8,9 +8,9 @@
 //!    the backend's remember store; every request presents an unused token and no session, so
 //!    each one finds and rotates a token and writes a new session.
 //!
-//! Besides the server's CPU, each run records the CPU the database processes used
-//! (`postgres`, `redis-server`): with an external store, part of the cost of a request is
-//! spent there. The services are not pinned; on a 2-core machine they share cores with the
+//! Besides the server's CPU, each run records the CPU the backend's database processes used
+//! (`postgres` for Postgres, `redis-server` for Redis; those alive at the end of the run):
+//! with an external store, part of the cost of a request is spent there. The services are not pinned; on a 2-core machine they share cores with the
 //! server and wrk, as they would in a small deployment.
 //!
 //! Each backend gets storage of its own, emptied before every server and at the end: a
@@ -47,6 +47,13 @@ enum Storage {
 impl Backend {
     fn all(config: &Config) -> Vec<Backend> {
         let wanted: String = crate::env_or("BENCH_BACKENDS", "memory,sqlite,postgres,redis".into());
+        const KNOWN: [&str; 5] = ["memory", "sqlite", "postgres", "postgres-no-ping", "redis"];
+        for name in wanted.split(',').map(str::trim) {
+            assert!(
+                KNOWN.contains(&name),
+                "BENCH_BACKENDS: unknown backend {name:?} (known: {KNOWN:?})"
+            );
+        }
         let sqlite_file = config.root.join("target/load-logs/bench-backend.sqlite");
         let admin_url: String = crate::env_or(
             "BENCH_PG_ADMIN_URL",
@@ -107,17 +114,50 @@ impl Backend {
         all
     }
 
-    /// Refuses a Redis database that holds keys of someone else before anything is flushed.
+    /// Checks that the service is there and that the storage the benchmark will empty holds
+    /// nothing of anyone else's, before any phase runs.
     fn check_unused(&self) {
-        if let Storage::Redis = self.storage {
-            let keys = run("redis-cli", &["-u", &self.url, "DBSIZE"]);
-            assert_eq!(
-                keys.trim(),
-                "0",
-                "the Redis database of BENCH_REDIS_URL ({}) is not empty; the benchmark \
-                 flushes it, so point BENCH_REDIS_URL at an unused database",
-                self.url
-            );
+        match &self.storage {
+            Storage::Redis => {
+                let keys = run("redis-cli", &["-u", &self.url, "DBSIZE"]);
+                assert_eq!(
+                    keys.trim(),
+                    "0",
+                    "the Redis database of BENCH_REDIS_URL ({}) is not empty or Redis is not \
+                     answering; the benchmark flushes it, so point BENCH_REDIS_URL at an unused \
+                     database",
+                    self.url
+                );
+            }
+            Storage::Postgres {
+                admin_url,
+                database,
+            } => {
+                let found = run(
+                    "psql",
+                    &[
+                        admin_url,
+                        "-Atc",
+                        &format!("SELECT count(*) FROM pg_database WHERE datname = '{database}'"),
+                    ],
+                );
+                assert_eq!(
+                    found.trim(),
+                    "0",
+                    "database {database} exists; the benchmark creates and drops it, so drop it \
+                     yourself (e.g. left by an interrupted run) or set BENCH_PG_DATABASE"
+                );
+            }
+            Storage::Memory | Storage::SqliteFile(_) => {}
+        }
+    }
+
+    /// The names of the processes that do this backend's store work.
+    fn processes(&self) -> &'static [&'static str] {
+        match self.storage {
+            Storage::Postgres { .. } => &["postgres"],
+            Storage::Redis => &["redis-server"],
+            Storage::Memory | Storage::SqliteFile(_) => &[],
         }
     }
 
@@ -165,13 +205,15 @@ impl Backend {
         let mut args = vec!["--backend", &self.url];
         args.extend_from_slice(self.flags);
         args.extend_from_slice(extra);
-        Server::start_named(
+        let mut server = Server::start_named(
             config,
             "lm-server",
             &format!("lm-server-{}", self.name),
             &config.server_cpu,
             &args,
-        )
+        );
+        server.store_processes = self.processes();
+        server
     }
 }
 
@@ -194,12 +236,17 @@ fn target(backend: &Backend, kind: &str) -> String {
     format!("backend/{}/{kind}", backend.name)
 }
 
+/// Fails early, before the other phases spend their time, when a service the per-backend
+/// runs need is missing or its storage is in use.
+pub fn preflight(config: &Config) {
+    for backend in Backend::all(config) {
+        backend.check_unused();
+    }
+}
+
 /// Both parts of the per-backend benchmark.
 pub fn backends(config: &Config) -> Vec<Run> {
     let backends = Backend::all(config);
-    for backend in &backends {
-        backend.check_unused();
-    }
     eprintln!(
         "== backends ({}): session requests, {} rounds of {} s",
         backends
@@ -271,8 +318,11 @@ pub fn backends(config: &Config) -> Vec<Run> {
 }
 
 /// The per-backend table: session requests and remember-me restores, each backend against
-/// memory.
+/// memory (empty when the phase did not run).
 pub fn markdown(summary: &[crate::Summary]) -> String {
+    if summary.is_empty() {
+        return String::new();
+    }
     let mut md = String::from(
         "\n| backend | session req/s | vs memory | server CPU µs/req | store CPU µs/req | p99 µs \
          | restore req/s | vs memory | server CPU µs/req | store CPU µs/req | p99 µs |\n\

@@ -104,6 +104,9 @@ struct Server {
     child: Child,
     pid: u32,
     addr: String,
+    /// The names of the database processes this server's stores use (their CPU is measured
+    /// with the server's); empty for in-process stores.
+    store_processes: &'static [&'static str],
 }
 
 impl Server {
@@ -141,6 +144,7 @@ impl Server {
             child,
             pid,
             addr,
+            store_processes: &[],
         }
     }
 
@@ -158,15 +162,23 @@ impl Drop for Server {
 
 /// utime + stime of a process, in clock ticks.
 fn process_cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // Fields 14 and 15 of stat(5); `after` starts at field 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    try_process_cpu_ticks(pid).expect("read /proc/PID/stat")
 }
 
-/// utime + stime, in clock ticks, of every PostgreSQL and Redis server process, by pid.
-fn store_process_ticks() -> BTreeMap<u32, u64> {
+/// utime + stime of a process, in clock ticks; `None` once it has ended.
+fn try_process_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `after` starts at field 3.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// utime + stime, in clock ticks, of every process named one of `names`, by pid.
+fn store_process_ticks(names: &[&str]) -> BTreeMap<u32, u64> {
+    if names.is_empty() {
+        return BTreeMap::new();
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return BTreeMap::new();
     };
@@ -175,12 +187,11 @@ fn store_process_ticks() -> BTreeMap<u32, u64> {
         .filter_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-            if !matches!(comm.trim(), "postgres" | "redis-server") {
+            if !names.contains(&comm.trim()) {
                 return None;
             }
-            // The process may end between the two reads.
-            std::fs::metadata(format!("/proc/{pid}/stat")).ok()?;
-            Some((pid, process_cpu_ticks(pid)))
+            // Worker processes come and go: one may end between the two reads.
+            Some((pid, try_process_cpu_ticks(pid)?))
         })
         .collect()
 }
@@ -402,7 +413,7 @@ struct Run {
     /// Server CPU time / wall time: 1.0 is one core saturated.
     server_cpu_utilisation: f64,
     client_cpu_s: f64,
-    /// CPU time of the PostgreSQL and Redis processes (the stores of the backend runs).
+    /// CPU time of the processes of the server's database (the backend runs only).
     store_cpu_s: f64,
     store_cpu_us_per_request: f64,
     /// CPU time on the machine used by neither the server nor wrk, as a share of all cores'
@@ -431,7 +442,7 @@ fn measure(
     let url = format!("http://{}{path}", server.addr);
     wait_until_idle(config);
     let cpu_before = server.cpu_seconds(config);
-    let store_before = store_process_ticks();
+    let store_before = store_process_ticks(server.store_processes);
     let children_before = children_cpu_seconds();
     let jiffies_before = cpu_jiffies();
     let start = Instant::now();
@@ -440,7 +451,11 @@ fn measure(
     let jiffies_after = cpu_jiffies();
     let client_cpu = children_cpu_seconds() - children_before;
     let server_cpu = server.cpu_seconds(config) - cpu_before;
-    let store_cpu = store_cpu_seconds(config, &store_before, &store_process_ticks());
+    let store_cpu = store_cpu_seconds(
+        config,
+        &store_before,
+        &store_process_ticks(server.store_processes),
+    );
 
     let (mut busy, mut steal) = (0u64, 0u64);
     for (cpu, (b, s)) in &jiffies_after {
@@ -1258,6 +1273,9 @@ fn main() {
         "throughput,remember,storm,argon2,backends".to_owned(),
     );
     let phase = |name: &str| phases.split(',').any(|p| p.trim() == name);
+    if phase("backends") {
+        backends::preflight(&config);
+    }
     let mut runs = Vec::new();
     if phase("throughput") {
         runs.extend(throughput(&config));
