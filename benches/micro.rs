@@ -28,17 +28,14 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use criterion::{criterion_group, criterion_main, Criterion};
 use login_manager::{
     async_trait,
-    remember::{parse_token, MemoryRememberStore, RememberStore, RememberToken},
+    remember::{parse_token, MemoryRememberStore, RememberStore},
     safe_next,
-    testing::TestLogin,
+    testing::{mint_remember_token, remember_token_like, TestLogin},
     AuthSession, AuthUser, LoginManager, LoginOptions, LoginRequired, Remember, UserLoader,
 };
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower::ServiceExt;
 use tower_sessions::{
@@ -133,19 +130,10 @@ fn bench_safe_next(c: &mut Criterion) {
 // remember token
 
 /// A new `selector.validator` cookie value and the SHA-256 of its validator.
-fn mint_cookie() -> (String, String, [u8; 32]) {
-    let mut selector = [0u8; 16];
-    let mut validator = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut selector);
-    rand::thread_rng().fill_bytes(&mut validator);
-    let selector = URL_SAFE_NO_PAD.encode(selector);
-    let value = format!("{selector}.{}", URL_SAFE_NO_PAD.encode(validator));
-    (value, selector, Sha256::digest(validator).into())
-}
-
 fn bench_remember_token(c: &mut Criterion) {
-    let (valid, _, stored_hash) = mint_cookie();
-    let (other, _, _) = mint_cookie();
+    let minted = mint_remember_token();
+    let (valid, stored_hash) = (minted.cookie_value, minted.validator_hash);
+    let other = mint_remember_token().cookie_value;
     let wrong_validator = format!("{}{}", &valid[..23], &other[23..]);
     let mut group = c.benchmark_group("remember_token");
     group.bench_function("parse_verify/valid", |b| {
@@ -324,17 +312,13 @@ fn bench_resolve(c: &mut Criterion) {
             .unwrap()
             .expect("stored")
     });
-    let mint_token = |template: &RememberToken| {
-        let (value, selector, validator_hash) = mint_cookie();
-        let token = RememberToken {
-            selector,
-            validator_hash,
-            ..template.clone()
-        };
-        (token, format!("remember_token={value}"))
-    };
     let mint_tokens = |n: u64| {
-        let (tokens, cookies): (Vec<_>, Vec<_>) = (0..n).map(|_| mint_token(&template)).unzip();
+        let (tokens, cookies): (Vec<_>, Vec<String>) = (0..n)
+            .map(|_| {
+                let (token, value) = remember_token_like(&template);
+                (token, format!("remember_token={value}"))
+            })
+            .unzip();
         let store = remember_store.clone();
         async move {
             for token in tokens {

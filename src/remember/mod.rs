@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use tower_sessions::Session;
 
 mod store;
-mod token;
+pub(crate) mod token;
 
 pub use store::{MemoryRememberStore, RememberStore, RememberToken, Rotation};
 pub use token::{parse_token, ParsedToken, ValidatorHash};

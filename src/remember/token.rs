@@ -16,11 +16,15 @@ const COOKIE_LEN: usize = 66;
 /// SHA-256 of a validator, as stored.
 pub type ValidatorHash = [u8; 32];
 
-/// A freshly minted cookie value and what the store keeps of it.
+/// A freshly minted cookie value and what the store keeps of it (public through
+/// [`testing::mint_remember_token`](crate::testing::mint_remember_token)).
 #[derive(Debug)]
-pub(crate) struct Minted {
+pub struct Minted {
+    /// The value of the `remember_token` cookie, `selector.validator`.
     pub cookie_value: String,
+    /// The selector, the store's look-up key.
     pub selector: String,
+    /// SHA-256 of the validator, as the store keeps it.
     pub validator_hash: ValidatorHash,
 }
 

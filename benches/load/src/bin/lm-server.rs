@@ -27,7 +27,6 @@ use axum::{
     routing::{get, post},
     Extension, Form, Router,
 };
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use login_manager::{
     async_trait,
     remember::{parse_token, MemoryRememberStore, RememberStore, RememberToken},
@@ -36,12 +35,11 @@ use login_manager::{
         redis::RedisRememberStore,
         sql::{sqlx::postgres::PgPoolOptions, SqlRememberStore},
     },
+    testing::remember_token_like,
     AuthSession, CookieOptions, LoginManager, LoginOptions, LoginRequired, PasswordHasher,
     Remember, UserLoader,
 };
 use login_manager_load::{greeting, public, serve, LoginForm, User, Users, USER_AGENT};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use tower_sessions::{MemoryStore, SessionManagerLayer};
 
@@ -243,7 +241,7 @@ async fn issue_tokens(app: &Router, store: Arc<dyn RememberStore>, count: usize,
         issuers.spawn(async move {
             let mut lines = Vec::with_capacity(share);
             for _ in 0..share {
-                let (token, cookie) = fresh_copy(&template);
+                let (token, cookie) = remember_token_like(&template);
                 store.create(token).await.expect("store a token");
                 lines.push(cookie);
             }
@@ -258,21 +256,4 @@ async fn issue_tokens(app: &Router, store: Arc<dyn RememberStore>, count: usize,
     }
     out.flush().unwrap();
     eprintln!("issued {count} remember tokens into {file}");
-}
-
-/// `template` with a fresh selector and validator, and the cookie value that presents it.
-fn fresh_copy(template: &RememberToken) -> (RememberToken, String) {
-    let mut rng = rand::thread_rng();
-    let mut selector = [0u8; 16];
-    let mut validator = [0u8; 32];
-    rng.fill_bytes(&mut selector);
-    rng.fill_bytes(&mut validator);
-    let selector = URL_SAFE_NO_PAD.encode(selector);
-    let cookie = format!("{selector}.{}", URL_SAFE_NO_PAD.encode(validator));
-    let token = RememberToken {
-        selector,
-        validator_hash: Sha256::digest(validator).into(),
-        ..template.clone()
-    };
-    (token, cookie)
 }
