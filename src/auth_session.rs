@@ -11,7 +11,8 @@ use tower_sessions::Session;
 
 use crate::{
     context::{
-        timed, AuthContext, AuthRecord, AuthState, DynAuthHandle, RequestInfo, Source, AUTH_KEY,
+        discard_session, timed, AuthContext, AuthRecord, AuthState, DynAuthHandle, RequestInfo,
+        Source, AUTH_KEY,
     },
     events::AuthEvent,
     redirect::next_from_query,
@@ -233,11 +234,13 @@ impl<L: UserLoader> AuthSession<L> {
             .as_ref()
             .is_some_and(|record| !record.belongs_to(user));
         if other_login {
-            timed(limit, "session store", session.flush()).await?;
+            discard_session(limit, session).await?;
             if let Some(remember) = &manager.remember {
                 remember.forget_cookie(&self.context, &self.info).await?;
             }
-        } else if session.id().is_some() {
+        } else {
+            // Unconditionally: even with no id (a new visitor, or a session the app flushed
+            // itself), the cached record may still hold an id that a response carried.
             timed(limit, "session store", session.cycle_id()).await?;
         }
         let record = AuthRecord::new(user, options.fresh, self.info.protection_id.clone())?;
@@ -291,7 +294,7 @@ impl<L: UserLoader> AuthSession<L> {
         }
         timed(limit, "session store", session.remove_value(AUTH_KEY)).await?;
         if flush {
-            timed(limit, "session store", session.flush()).await?;
+            discard_session(limit, session).await?;
         } else {
             // With no other data left, tower-sessions then drops the cookie and saves nothing.
             timed(limit, "session store", session.cycle_id()).await?;

@@ -515,8 +515,19 @@ impl<L: UserLoader> AuthContext<L> {
     /// Drops the whole session: what was stored during an untrusted login must not survive
     /// into the anonymous session that follows (the next login starts clean).
     async fn end_session(&self, session: &Session) -> Result<()> {
-        timed(self.manager.timeout, "session store", session.flush()).await
+        discard_session(self.manager.timeout, session).await
     }
+}
+
+/// Empties `session` and moves it to a new id, deleting the old record from the store.
+///
+/// Not `Session::flush()`: tower-sessions 0.14 keeps the flushed record, old id included, in
+/// its cache, and the next save recreates the session under that *old* id (the store's
+/// `create` reuses it, since it was just freed) — a login after a flush would then live under
+/// an id an earlier response carried. `cycle_id` gives the cached record a new id.
+pub(crate) async fn discard_session(limit: std::time::Duration, session: &Session) -> Result<()> {
+    session.clear().await;
+    timed(limit, "session store", session.cycle_id()).await
 }
 
 /// Runs a loader call under the manager's timeout.

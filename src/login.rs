@@ -52,7 +52,7 @@ use async_trait::async_trait;
 
 use crate::{
     context::loader_call, AuthSession, AuthUser, Error, LoginOptions, LoginThrottle,
-    PasswordHasher, Result, UserLoader, Verified,
+    PasswordHasher, Result, UserLoader,
 };
 
 /// A [`UserLoader`] that can also find users by the name typed into a login form.
@@ -126,17 +126,6 @@ impl PasswordLogin {
         }
     }
 
-    /// Verifies with constant work; an over-long password is simply not valid (and not hashed).
-    async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verified> {
-        match self.hasher.verify_user(password, stored).await {
-            Err(Error::PasswordTooLong { .. }) => Ok(Verified {
-                valid: false,
-                needs_rehash: false,
-            }),
-            other => other,
-        }
-    }
-
     async fn record(&self, key: &str, addr: Option<IpAddr>, success: bool) -> Result<()> {
         match (&self.throttle, success) {
             (None, _) => Ok(()),
@@ -186,7 +175,7 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         let loader = self.loader().clone();
         let user = loader_call(limit, loader.load_user_by_username(username)).await?;
         let stored = user.as_ref().and_then(|u| loader.password_hash(u));
-        let verified = login.verify(password, stored).await?;
+        let verified = login.hasher.verify_user(password, stored).await?;
         let user = user.filter(|u| verified.valid && u.is_active());
         login.record(username, addr, user.is_some()).await?;
         let Some(user) = user else {
@@ -222,7 +211,7 @@ impl<L: PasswordUserLoader> AuthSession<L> {
             return Ok(throttled);
         }
         let stored = self.loader().password_hash(&user);
-        let valid = login.verify(password, stored).await?.valid;
+        let valid = login.hasher.verify_user(password, stored).await?.valid;
         login.record(&key, addr, valid).await?;
         if !valid {
             return Ok(LoginOutcome::InvalidCredentials);

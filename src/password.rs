@@ -11,8 +11,11 @@
 //!   task itself, so a caller that gives up (a dropped request) cannot free a slot while its
 //!   computation is still running.
 //! - **Bounded input.** argon2 accepts passwords of up to 4 GiB, and axum's default body limit is
-//!   2 MB. Passwords longer than [`PasswordHasher::max_password_len`] are refused with
-//!   [`Error::PasswordTooLong`] before any hashing.
+//!   2 MB. Passwords longer than [`PasswordHasher::max_password_len`] are never hashed:
+//!   [`PasswordHasher::hash`] refuses a new one with [`Error::PasswordTooLong`], and
+//!   verification answers an over-long one as an invalid [`Verified`] — the one answer every
+//!   wrong password gets, never an `Err` that an app's `?` would turn into a status of its own
+//!   (DESIGN.md invariant 10).
 //! - **Enumeration resistance.** [`PasswordHasher::verify_user`] takes the stored hash as an
 //!   `Option`: for an unknown user it performs the same argon2id computation against a dummy,
 //!   so the response time and the answer are the same as for a wrong password.
@@ -221,7 +224,8 @@ impl PasswordHasher {
     }
 
     /// Sets the maximum password length in bytes (UTF-8), 1024 by default. Longer passwords are
-    /// refused with [`Error::PasswordTooLong`] before any hashing, by every method.
+    /// never hashed: [`hash`](Self::hash) refuses them with [`Error::PasswordTooLong`], and
+    /// [`verify`](Self::verify) / [`verify_user`](Self::verify_user) answer them as not valid.
     ///
     /// ```
     /// let hasher = login_manager::PasswordHasher::new().max_password_len(128);
@@ -279,11 +283,12 @@ impl PasswordHasher {
     /// (malformed, unsupported, or with parameters too costly to be genuine) is logged with
     /// `tracing::warn!` and treated as not matching, after the same work as a real check.
     ///
+    /// A wrong password is not an error: it is `Ok` with `valid: false`, and so is a password
+    /// over [`max_password_len`](Self::max_password_len), answered without hashing.
+    ///
     /// # Errors
     ///
-    /// [`Error::PasswordTooLong`] if the password exceeds the maximum length (nothing is
-    /// computed); [`Error::PasswordHash`] if the blocking task fails. A wrong password is not an
-    /// error: it is `Ok` with `valid: false`.
+    /// [`Error::PasswordHash`] if the blocking task fails.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -298,7 +303,9 @@ impl PasswordHasher {
     /// # }
     /// ```
     pub async fn verify(&self, password: &str, phc: &str) -> Result<Verified> {
-        self.check_len(password)?;
+        if self.is_too_long(password) {
+            return Ok(Verified::INVALID);
+        }
         let (password, stored) = (password.to_owned(), phc.to_owned());
         self.compute(move |inner| inner.verify(password.as_bytes(), &stored))
             .await
@@ -335,8 +342,8 @@ impl PasswordHasher {
     pub async fn verify_user(&self, password: &str, stored: Option<&str>) -> Result<Verified> {
         match stored {
             Some(phc) => self.verify(password, phc).await,
+            None if self.is_too_long(password) => Ok(Verified::INVALID),
             None => {
-                self.check_len(password)?;
                 let password = password.to_owned();
                 self.compute(move |inner| {
                     inner.dummy_verify(password.as_bytes());
@@ -384,9 +391,13 @@ impl PasswordHasher {
         self.inner.peak.load(Ordering::SeqCst)
     }
 
+    fn is_too_long(&self, password: &str) -> bool {
+        password.len() > self.inner.config.max_password_len
+    }
+
     fn check_len(&self, password: &str) -> Result<()> {
-        let max = self.inner.config.max_password_len;
-        if password.len() > max {
+        if self.is_too_long(password) {
+            let max = self.inner.config.max_password_len;
             return Err(Error::PasswordTooLong { max });
         }
         Ok(())

@@ -51,6 +51,50 @@ async fn login_as_another_user_flushes_the_old_session_data() {
     assert_eq!(client.get("/cart").await.body, "empty");
 }
 
+/// Issue #14, defect 1: the user switch used to keep the first user's session id (tower-sessions'
+/// `flush()` + `save()` recreates the old id), so whoever planted that id held the new login.
+#[tokio::test]
+async fn login_as_another_user_gets_a_session_id_no_response_carried_before() {
+    let app = TestApp::new();
+    let mut client = app.client();
+    client.login("alice").await;
+    let alices = client.session_id().unwrap();
+    client.post("/cart/alices-secret").await;
+    client.login("bob").await;
+    let bobs = client.session_id().unwrap();
+    assert_ne!(
+        bobs, alices,
+        "a user switch must not keep the old session id"
+    );
+    let mut planted = app.client();
+    planted.set_session_id(&alices);
+    assert_eq!(planted.whoami().await, "anonymous", "the old id is dead");
+}
+
+/// The same for a session the library ended itself (stale auth hash) that a remember-me
+/// cookie then restores within the same request: the restored login gets a new id, not the
+/// ended one.
+#[tokio::test]
+async fn a_restore_after_a_stale_session_gets_a_new_session_id() {
+    let app = TestApp::new();
+    let mut stale = app.client();
+    stale.login("alice").await;
+    let ended = stale.session_id().unwrap();
+    let mut alice = app.users.by_name("alice").unwrap();
+    alice.password = "changed".to_owned();
+    app.users.update(alice);
+    // A remember cookie minted under the new auth hash, carried next to the stale session.
+    let mut other = app.client();
+    other.login_remembered("alice").await;
+    stale.set_cookie("remember_token", &other.remember_cookie().unwrap());
+    assert!(stale.whoami().await.starts_with("alice"));
+    let restored = stale.session_id().unwrap();
+    assert_ne!(
+        restored, ended,
+        "the restored login must not reuse the ended id"
+    );
+}
+
 #[tokio::test]
 async fn stale_auth_hash_logs_the_session_out() {
     let app = TestApp::new();

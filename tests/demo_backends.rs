@@ -167,3 +167,162 @@ async fn redis_sessions() {
     };
     with_teardown(case, teardown).await;
 }
+
+/// Issue #14, defect 4 (DESIGN.md invariant 8): browsers that are not logged in create no
+/// server-side state. 10 000 anonymous requests to the demo's protected routes — guard
+/// redirects, JSON 401s, HEAD, a forged session cookie, a well-formed but unknown remember
+/// cookie — set no session cookie, and `count_sessions` reads the same number afterwards.
+async fn anonymous_requests_store_nothing<F, Fut>(demo: &Demo, count_sessions: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    const REQUESTS: usize = 10_000;
+    const CLIENTS: usize = 8;
+    let before = count_sessions().await;
+    let forged_remember = format!("{}.{}", "A".repeat(22), "B".repeat(43));
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..CLIENTS {
+        let mut client = demo.client();
+        let forged_remember = forged_remember.clone();
+        tasks.spawn(async move {
+            for i in (worker..REQUESTS).step_by(CLIENTS) {
+                let resp = match i % 6 {
+                    0 => client.get("/dashboard").await,
+                    1 => client.get("/settings").await,
+                    2 => client.get("/admin").await,
+                    3 => {
+                        client
+                            .get_with("/devices", &[("accept", "application/json")])
+                            .await
+                    }
+                    4 => {
+                        client.set_cookie("session", "AAAAAAAAAAAAAAAAAAAAAA");
+                        let resp = client.get("/dashboard").await;
+                        client.remove_cookie("session");
+                        resp
+                    }
+                    _ => {
+                        client.set_cookie("remember_token", &forged_remember);
+                        let resp = client
+                            .send(http::Method::HEAD, "/dashboard", &[], None)
+                            .await;
+                        client.remove_cookie("remember_token");
+                        resp
+                    }
+                };
+                assert!(
+                    matches!(resp.status, 303 | 401),
+                    "request {i}: {}",
+                    resp.status
+                );
+                // A forged session cookie may be expired (`session=`), never replaced.
+                let session = resp.set_cookie("session");
+                assert!(
+                    session.is_none_or(|c| c.value().is_empty()),
+                    "request {i}: {resp:?}"
+                );
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("a client task");
+    }
+    assert_eq!(
+        count_sessions().await,
+        before,
+        "{REQUESTS} anonymous requests created session records"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_create_no_sqlite_sessions() {
+    let demo = Demo::start();
+    let url = format!("sqlite://{}", demo.db_path.display());
+    let pool = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("the demo's database");
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tower_sessions")
+            .fetch_one(&pool)
+            .await
+            .expect("count sessions")
+    };
+    assert_eq!(count().await, 0);
+    anonymous_requests_store_nothing(&demo, count).await;
+    assert_eq!(count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_create_no_postgres_sessions() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let case = async move {
+        let demo = Demo::start_with(&[("DATABASE_URL", &url), ("SESSION_STORE", "postgres")]);
+        let pool = sqlx::PgPool::connect(&url)
+            .await
+            .expect("the demo's database");
+        let count = || async {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM tower_sessions.session")
+                .fetch_one(&pool)
+                .await
+                .expect("count sessions")
+        };
+        assert_eq!(count().await, 0);
+        anonymous_requests_store_nothing(&demo, count).await;
+        assert_eq!(count().await, 0);
+        pool.close().await;
+    };
+    with_teardown(case, db.drop_database()).await;
+}
+
+/// Redis on a database of its own (sessions are bare-id keys): every key counts, sessions,
+/// remember tokens and throttle windows alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_create_no_redis_keys() {
+    use fred::prelude::*;
+    if backends::redis_pool().await.is_none() {
+        return;
+    }
+    const DB: u8 = 12;
+    let url = format!("{}/{DB}", redis_url().trim_end_matches('/'));
+    let redis = Pool::new(
+        Config::from_url(&url).expect("redis url"),
+        None,
+        None,
+        None,
+        1,
+    )
+    .expect("redis pool");
+    redis.init().await.expect("redis");
+    let size = || async { redis.dbsize::<i64>().await.expect("DBSIZE") };
+    assert_eq!(
+        size().await,
+        0,
+        "redis database {DB} must be empty for this test"
+    );
+    let case_url = url.clone();
+    let case = async move {
+        let demo = Demo::start_with(&[("REDIS_URL", &case_url), ("SESSION_STORE", "redis")]);
+        let redis = Pool::new(
+            Config::from_url(&case_url).expect("redis url"),
+            None,
+            None,
+            None,
+            1,
+        )
+        .expect("redis pool");
+        redis.init().await.expect("redis");
+        let count = || async { redis.dbsize::<i64>().await.expect("DBSIZE") };
+        anonymous_requests_store_nothing(&demo, count).await;
+        assert_eq!(
+            count().await,
+            0,
+            "no key at all in the demo's redis database"
+        );
+    };
+    let teardown = async { backends::delete_keys(&redis, "").await };
+    with_teardown(case, teardown).await;
+}

@@ -83,8 +83,17 @@ async fn login_redirects_to_next_with_a_new_session_id() {
     let demo = Demo::start();
     let mut browser = demo.client();
 
-    // An anonymous session first (the guard's flash message creates one).
-    browser.get("/dashboard").await.assert_status(303);
+    // An anonymous session first: signing up stores a "Welcome" flash.
+    browser
+        .post_form(
+            "/register",
+            &[
+                ("username", "newcomer"),
+                ("password", "a long enough password"),
+            ],
+        )
+        .await
+        .assert_status(303);
     let before = session_cookie(&browser);
 
     let resp = browser
@@ -404,15 +413,17 @@ async fn dashboard_requires_login() {
     resp.assert_status(303);
     assert_eq!(resp.location(), Some("/login?next=%2Fdashboard"));
     assert_private(&resp);
-    // The login page then says why.
+    // Issue #14, defect 4: the redirect of an anonymous visitor creates no session.
+    assert!(resp.set_cookie("session").is_none(), "{resp:?}");
+    // The login page says why, from its `next`, without any session.
     let page = browser.get("/login?next=%2Fdashboard").await;
     assert!(
         page.body.contains("Please log in to access this page."),
         "{}",
         page.body
     );
-    // Shown once.
-    let page = browser.get("/login?next=%2Fdashboard").await;
+    assert!(page.set_cookie("session").is_none());
+    let page = browser.get("/login").await;
     assert!(!page.body.contains("Please log in to access this page."));
 
     for header in [

@@ -175,21 +175,24 @@ async fn needs_rehash_for_other_argon2_variants_and_versions() {
 }
 
 #[tokio::test]
-async fn too_long_password_is_refused_before_hashing() {
+async fn too_long_password_is_never_hashed_and_is_an_invalid_verification() {
     let hasher = small().max_password_len(16);
     let phc = hasher.hash("sixteen bytes!!!").await.unwrap();
     assert_eq!(hasher.hash_count(), 1);
 
     let long = "seventeen bytes!!";
     let unicode = "é".repeat(9); // 9 characters, 18 bytes: the limit counts bytes
+    let invalid = INVALID;
     for password in [long, unicode.as_str()] {
         let refused = |r: Result<_, Error>| matches!(r, Err(Error::PasswordTooLong { max: 16 }));
         assert!(refused(hasher.hash(password).await.map(drop)));
-        assert!(refused(hasher.verify(password, &phc).await.map(drop)));
-        assert!(refused(
-            hasher.verify_user(password, Some(&phc)).await.map(drop)
-        ));
-        assert!(refused(hasher.verify_user(password, None).await.map(drop)));
+        // Verification answers with a value, as for any wrong password (invariant 10).
+        assert_eq!(hasher.verify(password, &phc).await.unwrap(), invalid);
+        assert_eq!(
+            hasher.verify_user(password, Some(&phc)).await.unwrap(),
+            invalid
+        );
+        assert_eq!(hasher.verify_user(password, None).await.unwrap(), invalid);
     }
     assert_eq!(hasher.hash_count(), 1, "nothing was hashed");
     assert_eq!(

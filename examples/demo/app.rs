@@ -116,9 +116,13 @@ pub fn build(
         .layer(middleware::from_fn(log_request))
 }
 
-/// The guards' answers, as the library makes them, plus Flask-Login's flash messages for
-/// browsers ("Please log in to access this page.") and an HTML page for a missing
-/// permission. JSON clients keep the library's JSON.
+/// The guards' answers, as the library makes them, plus Flask-Login's "Please
+/// reauthenticate" flash for a signed-in browser and an HTML page for a missing permission.
+/// JSON clients keep the library's JSON.
+///
+/// An anonymous visitor gets no flash: storing one would create a session for every
+/// anonymous hit (bots would fill the session store). The login page says "Please log in"
+/// when it carries a `next` instead.
 fn unauthorized(rejection: Rejection) -> Response {
     let browser = rejection.client != Client::Json;
     let message = match &rejection.reason {
@@ -128,7 +132,6 @@ fn unauthorized(rejection: Rejection) -> Response {
                 "Your account does not have the permission to see this page.",
             );
         }
-        Reason::LoginRequired if browser => Some("Please log in to access this page."),
         Reason::FreshLoginRequired { .. } if browser => {
             Some("Please reauthenticate to access this page.")
         }

@@ -153,10 +153,12 @@ async fn take_flashes(session: &Session) -> Result<Vec<Flash>, AppError> {
 #[derive(Debug, Clone)]
 pub struct PendingFlash(pub Flash);
 
-/// Middleware (inside the session layer) that moves a [`PendingFlash`] into the session.
+/// Middleware (inside the session layer) that moves a [`PendingFlash`] into the session —
+/// only into a session that exists already: a flash never creates server-side state.
 pub async fn apply_pending_flash(session: Session, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    if let Some(PendingFlash(message)) = response.extensions_mut().remove::<PendingFlash>() {
+    let pending = response.extensions_mut().remove::<PendingFlash>();
+    if let Some(PendingFlash(message)) = pending.filter(|_| session.id().is_some()) {
         if let Err(err) = flash(&session, message).await {
             // Losing a "please log in" hint is not worth failing the redirect.
             tracing::warn!(%err, "could not store a flash message");

@@ -522,6 +522,15 @@ impl Client {
         self.get("/whoami").await.body
     }
 
+    /// Sets a cookie as if a response had set it (a planted or copied cookie).
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn set_session_id(&mut self, id: &str) {
+        self.set_cookie("id", id);
+    }
+
     pub fn session_id(&self) -> Option<String> {
         self.cookies.get("id").cloned()
     }

@@ -253,15 +253,11 @@ pub async fn check_password(
         Err(Error::Throttled { retry_after }) => return Ok(Err(Refusal::throttled(retry_after))),
         Err(err) => return Err(err.into()),
     }
-    let valid = match app
+    let valid = app
         .hasher()
         .verify_user(password, Some(&user.password_hash))
-        .await
-    {
-        Ok(verified) => verified.valid,
-        Err(Error::PasswordTooLong { .. }) => false,
-        Err(err) => return Err(err.into()),
-    };
+        .await?
+        .valid;
     if valid {
         app.throttle.record_success(&user.username).await?;
         Ok(Ok(()))
