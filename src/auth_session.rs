@@ -182,6 +182,16 @@ impl<L: UserLoader> AuthSession<L> {
         &self.info.peer
     }
 
+    /// The value of this request's cookie called `name`.
+    pub(crate) fn request_cookie(&self, name: &str) -> Option<String> {
+        self.info.cookie(name)
+    }
+
+    /// Sets `cookie` on the response.
+    pub(crate) fn queue_cookie(&self, cookie: cookie::Cookie<'static>) {
+        self.context.queue_cookie(cookie);
+    }
+
     pub(crate) fn store_timeout(&self) -> std::time::Duration {
         self.context.manager.timeout
     }

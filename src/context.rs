@@ -222,6 +222,9 @@ pub(crate) struct RequestInfo {
     pub query: Option<String>,
     pub remember_cookie: Option<String>,
     pub peer: PeerInfo,
+    /// The `Cookie` header lines, for cookies other than remember-me (the device cookie of a
+    /// password login). Cloning a `HeaderValue` shares its bytes.
+    cookie_headers: Vec<http::HeaderValue>,
 }
 
 impl RequestInfo {
@@ -245,22 +248,33 @@ impl RequestInfo {
         hasher.update(b"|");
         hasher.update(user_agent.as_bytes());
         let protection_id = URL_SAFE_NO_PAD.encode(&hasher.finalize()[..12]);
-        let remember_cookie = remember_cookie_name.and_then(|name| cookie_value(parts, name));
+        let cookie_headers: Vec<_> = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .cloned()
+            .collect();
+        let remember_cookie =
+            remember_cookie_name.and_then(|name| cookie_value(&cookie_headers, name));
         Self {
             protection_id,
             user_agent,
             query: parts.uri.query().map(str::to_owned),
             remember_cookie,
             peer: PeerInfo::from_parts(parts),
+            cookie_headers,
         }
+    }
+
+    /// The value of the request's cookie called `name`.
+    pub(crate) fn cookie(&self, name: &str) -> Option<String> {
+        cookie_value(&self.cookie_headers, name)
     }
 }
 
 /// The value of the first cookie called `name`; unparsable headers are skipped.
-fn cookie_value(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
+fn cookie_value(headers: &[http::HeaderValue], name: &str) -> Option<String> {
+    headers
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(Cookie::split_parse)

@@ -46,13 +46,14 @@
 //! }
 //! ```
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use cookie::Cookie;
 
 use crate::{
-    context::loader_call, AuthSession, AuthUser, Error, LoginOptions, LoginThrottle,
-    PasswordHasher, Result, UserLoader,
+    context::loader_call, throttle::LoginAttempt, AuthSession, AuthUser, Error, LoginOptions,
+    LoginThrottle, PasswordHasher, Result, UserLoader,
 };
 
 /// A [`UserLoader`] that can also find users by the name typed into a login form.
@@ -67,6 +68,16 @@ pub trait PasswordUserLoader: UserLoader {
     /// The user's stored password hash (argon2 PHC string, or a Werkzeug hash with the
     /// `werkzeug` feature); `None` when the account cannot log in with a password.
     fn password_hash<'a>(&self, user: &'a Self::User) -> Option<&'a str>;
+
+    /// The name the user types into the login form, if the loader knows it.
+    ///
+    /// [`reauthenticate_with_password`](AuthSession::reauthenticate_with_password) then counts
+    /// its failures under the same throttle key as the login form, and the browser's device
+    /// cookie for the account applies there too. The default, `None`, counts them under
+    /// `id:<user id>`, a key of their own.
+    fn login_name<'a>(&self, _user: &'a Self::User) -> Option<&'a str> {
+        None
+    }
 
     /// Stores an upgraded hash after a successful login with an outdated one (other
     /// parameters, or a Werkzeug hash). The default keeps the old hash.
@@ -111,26 +122,25 @@ impl PasswordLogin {
     pub fn login_throttle(&self) -> Option<&LoginThrottle> {
         self.throttle.as_ref()
     }
+}
 
-    /// `Some(Throttled)` when `key` or `addr` is locked.
-    async fn locked(&self, key: &str, addr: Option<IpAddr>) -> Result<Option<LoginOutcome>> {
-        let Some(throttle) = &self.throttle else {
-            return Ok(None);
-        };
-        match throttle.check(key, addr).await {
-            Ok(()) => Ok(None),
-            Err(Error::Throttled { retry_after }) => {
-                Ok(Some(LoginOutcome::Throttled { retry_after }))
-            }
-            Err(err) => Err(err),
-        }
-    }
+/// Whether a password may be checked at all.
+enum Admission {
+    /// No throttle is configured.
+    Unthrottled,
+    /// The throttle let it through; its outcome is to be reported.
+    Admitted(LoginAttempt),
+    /// Throttled: answer 429 with `Retry-After`.
+    Refused(Duration),
+}
 
-    async fn record(&self, key: &str, addr: Option<IpAddr>, success: bool) -> Result<()> {
-        match (&self.throttle, success) {
-            (None, _) => Ok(()),
-            (Some(throttle), true) => throttle.record_success(key).await,
-            (Some(throttle), false) => throttle.record_failure(key, addr).await,
+impl Admission {
+    /// Reports the outcome; a success returns the browser's new device cookie.
+    async fn report(self, success: bool) -> Result<Option<Cookie<'static>>> {
+        match (self, success) {
+            (Admission::Admitted(attempt), true) => attempt.succeeded().await.map(Some),
+            (Admission::Admitted(attempt), false) => attempt.failed().await.map(|()| None),
+            _ => Ok(None),
         }
     }
 }
@@ -167,9 +177,9 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         password: &str,
         options: LoginOptions,
     ) -> Result<LoginOutcome> {
-        let addr = self.client_addr(login);
-        if let Some(throttled) = login.locked(username, addr).await? {
-            return Ok(throttled);
+        let admission = self.admit(login, username).await?;
+        if let Admission::Refused(retry_after) = admission {
+            return Ok(LoginOutcome::Throttled { retry_after });
         }
         let limit = self.store_timeout();
         let loader = self.loader().clone();
@@ -177,7 +187,7 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         let stored = user.as_ref().and_then(|u| loader.password_hash(u));
         let verified = login.hasher.verify_user(password, stored).await?;
         let user = user.filter(|u| verified.valid && u.is_active());
-        login.record(username, addr, user.is_some()).await?;
+        let device_cookie = admission.report(user.is_some()).await?;
         let Some(user) = user else {
             return Ok(LoginOutcome::InvalidCredentials);
         };
@@ -192,38 +202,57 @@ impl<L: PasswordUserLoader> AuthSession<L> {
             user
         };
         self.login_user(&user, options).await?;
+        if let Some(cookie) = device_cookie {
+            self.queue_cookie(cookie);
+        }
         Ok(LoginOutcome::LoggedIn)
     }
 
     /// "Confirm your password" for a logged-in user (the refresh view): when `password` is
     /// the user's, marks the login fresh with [`confirm_login`](Self::confirm_login).
-    /// Failures count in the throttle under the key `id:<user id>`, so a stolen remember-me
-    /// cookie does not get unlimited guesses at the password.
+    /// Failures count in the throttle — under the user's
+    /// [`login_name`](PasswordUserLoader::login_name), else under `id:<user id>` — so a stolen
+    /// remember-me cookie does not get unlimited guesses at the password, and the browser's
+    /// device cookie for the account keeps its owner out of locks others caused.
     pub async fn reauthenticate_with_password(
         &mut self,
         login: &PasswordLogin,
         password: &str,
     ) -> Result<LoginOutcome> {
         let user = self.user().cloned().ok_or(Error::NotAuthenticated)?;
-        let key = format!("id:{}", user.id());
-        let addr = self.client_addr(login);
-        if let Some(throttled) = login.locked(&key, addr).await? {
-            return Ok(throttled);
+        let key = match self.loader().login_name(&user) {
+            Some(name) => name.to_owned(),
+            None => format!("id:{}", user.id()),
+        };
+        let admission = self.admit(login, &key).await?;
+        if let Admission::Refused(retry_after) = admission {
+            return Ok(LoginOutcome::Throttled { retry_after });
         }
         let stored = self.loader().password_hash(&user);
         let valid = login.hasher.verify_user(password, stored).await?.valid;
-        login.record(&key, addr, valid).await?;
+        let device_cookie = admission.report(valid).await?;
         if !valid {
             return Ok(LoginOutcome::InvalidCredentials);
         }
         self.confirm_login().await?;
+        if let Some(cookie) = device_cookie {
+            self.queue_cookie(cookie);
+        }
         Ok(LoginOutcome::LoggedIn)
     }
 
-    fn client_addr(&self, login: &PasswordLogin) -> Option<IpAddr> {
-        login
-            .throttle
-            .as_ref()
-            .and_then(|t| t.client_addr_of(self.peer_info()))
+    /// Asks `login`'s throttle about an attempt for `key` from this request's client and
+    /// device cookie.
+    async fn admit(&self, login: &PasswordLogin, key: &str) -> Result<Admission> {
+        let Some(throttle) = &login.throttle else {
+            return Ok(Admission::Unthrottled);
+        };
+        let addr = throttle.client_addr_of(self.peer_info());
+        let device_cookie = self.request_cookie(&throttle.device_cookie_name());
+        match throttle.attempt(key, addr, device_cookie.as_deref()).await {
+            Ok(attempt) => Ok(Admission::Admitted(attempt)),
+            Err(Error::Throttled { retry_after }) => Ok(Admission::Refused(retry_after)),
+            Err(err) => Err(err),
+        }
     }
 }

@@ -33,6 +33,7 @@ macro_rules! conformance {
             throttle_window_is_fixed_and_restarts,
             throttle_reset,
             throttle_concurrent_increments,
+            device_cookies_survive_other_clients_locks,
         );)+
     };
 }

@@ -307,6 +307,87 @@ async fn throttling_locks_after_five_failures() {
     demo.client().login_ok(ADMIN, false).await;
 }
 
+/// Issue #14, defect 3 (DESIGN.md invariant 9): a login gives the browser a device cookie
+/// for the account; failures of other clients never lock that browser out, only its own.
+#[tokio::test]
+async fn a_locked_account_does_not_lock_out_its_owners_device() {
+    let demo = Demo::start();
+    let mut owner = demo.client();
+    let login = owner.login(ALICE, false).await;
+    login.assert_status(303);
+    let device = login.set_cookie("device").expect("a device cookie");
+    assert_eq!(device.http_only(), Some(true));
+    assert_eq!(device.same_site(), Some(cookie::SameSite::Lax));
+    let max_age = device.max_age().expect("a persistent device cookie");
+    assert!(max_age >= time::Duration::days(364), "{device}");
+    // Logging out keeps it (and clears no site data).
+    let logout = owner.post_form("/logout", &[]).await;
+    logout.assert_status(303);
+    assert!(logout.set_cookie("device").is_none());
+    assert!(logout.header("clear-site-data").is_none());
+    assert!(owner.cookie("device").is_some());
+
+    // An attacker locks alice's account.
+    let mut attacker = demo.client();
+    for _ in 0..5 {
+        attacker
+            .login((ALICE.0, "guess"), false)
+            .await
+            .assert_status(401);
+    }
+    attacker.login(ALICE, false).await.assert_status(429);
+    demo.client().login(ALICE, false).await.assert_status(429);
+
+    // Alice's browser is judged by its own failures only.
+    owner.login_ok(ALICE, false).await;
+    owner.post_form("/logout", &[]).await.assert_status(303);
+    for _ in 0..5 {
+        owner
+            .login((ALICE.0, "typo"), false)
+            .await
+            .assert_status(401);
+    }
+    owner.login(ALICE, false).await.assert_status(429);
+
+    // Her device cookie is worth nothing for another account, nor copied with a change.
+    let mut other = demo.client();
+    for _ in 0..5 {
+        other
+            .login((ADMIN.0, "guess"), false)
+            .await
+            .assert_status(401);
+    }
+    let mut alices_device_on_admin = demo.client();
+    alices_device_on_admin.set_cookie("device", &owner.cookie("device").unwrap());
+    alices_device_on_admin
+        .login(ADMIN, false)
+        .await
+        .assert_status(429);
+}
+
+/// Behind one address (a proxy that is not configured as trusted, a NAT), 50 failures lock
+/// the address for every account — but never a browser with a device cookie for its account.
+#[tokio::test]
+async fn an_address_lock_does_not_lock_out_browsers_with_a_device_cookie() {
+    let demo = Demo::start_with(&[("DEMO_THROTTLE_MAX_ADDRESS_FAILURES", "3")]);
+    let mut alice = demo.client();
+    alice.login_ok(ALICE, false).await;
+    alice.post_form("/logout", &[]).await.assert_status(303);
+
+    // Everyone here shares 127.0.0.1: three failures on three accounts lock the address.
+    let mut sprayer = demo.client();
+    for name in ["nobody-1", "nobody-2", "nobody-3"] {
+        sprayer
+            .login((name, "guess"), false)
+            .await
+            .assert_status(401);
+    }
+    let resp = demo.client().login(ADMIN, false).await;
+    resp.assert_status(429);
+    assert!(resp.header("retry-after").is_some());
+    alice.login_ok(ALICE, false).await;
+}
+
 #[tokio::test]
 async fn throttle_limit_comes_from_the_environment() {
     let demo = Demo::start_with(&[("DEMO_THROTTLE_MAX_FAILURES", "2")]);

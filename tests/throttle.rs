@@ -533,3 +533,57 @@ async fn throttle_store_can_be_chosen_at_run_time() {
         Err(Error::Throttled { .. })
     ));
 }
+
+/// Log lines written while `f` runs on this thread.
+fn captured_logs(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// DESIGN.md invariant 9: behind a reverse proxy that is not configured as trusted, every
+/// client has the proxy's address, and its per-address limit is global. Say so, once.
+#[test]
+fn forwarded_for_without_trusted_proxies_is_warned_about_once() {
+    let proxied = parts(Some("10.0.0.2"), &["203.0.113.7"]);
+    let logs = captured_logs(|| {
+        let throttle = LoginThrottle::new(MemoryThrottleStore::new());
+        let clone = throttle.clone();
+        for _ in 0..3 {
+            assert_eq!(throttle.client_addr(&proxied), Some(ip("10.0.0.2")));
+            assert_eq!(clone.client_addr(&proxied), Some(ip("10.0.0.2")));
+        }
+    });
+    assert_eq!(
+        logs.matches("no trusted proxy is configured").count(),
+        1,
+        "{logs}"
+    );
+    assert!(logs.contains("LoginThrottle::trusted_proxies"), "{logs}");
+
+    // No header, or a configured proxy: nothing to warn about.
+    let logs = captured_logs(|| {
+        let throttle = LoginThrottle::new(MemoryThrottleStore::new());
+        throttle.client_addr(&parts(Some("10.0.0.2"), &[]));
+        let behind_proxy = throttle.trusted_proxies(vec![ip("10.0.0.2")]);
+        assert_eq!(behind_proxy.client_addr(&proxied), Some(ip("203.0.113.7")));
+    });
+    assert!(!logs.contains("trusted proxy"), "{logs}");
+}

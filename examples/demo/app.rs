@@ -32,11 +32,9 @@ pub type Auth = AuthSession<Users>;
 #[derive(Clone)]
 pub struct AppState {
     pub users: Users,
-    /// Password checks for `POST /login` (hasher + throttle).
+    /// Password checks for `POST /login`, `/reauth` and `/settings/password` (hasher and
+    /// throttle): a stolen remember-me cookie must not buy unlimited guesses either.
     pub login: PasswordLogin,
-    /// The same throttle, also guarding the password re-entry of `/reauth` and
-    /// `/settings/password`: a stolen remember-me cookie must not buy unlimited guesses.
-    pub throttle: LoginThrottle,
 }
 
 impl AppState {
@@ -58,11 +56,15 @@ pub fn build(
     sessions: SessionLayer,
 ) -> Router {
     let users = Users::new(db);
-    let throttle = LoginThrottle::new(stores.throttle).max_failures(config.throttle_max_failures);
+    // Device cookies (`device`) come with the throttle: a browser that logged into an account
+    // before is judged by its own failures only, never locked out by other clients'.
+    let throttle = LoginThrottle::new(stores.throttle)
+        .max_failures(config.throttle_max_failures)
+        .max_failures_per_address(config.throttle_max_address_failures)
+        .secure(config.secure_cookies);
     let state = AppState {
         users: users.clone(),
-        login: PasswordLogin::new(hasher).throttle(throttle.clone()),
-        throttle,
+        login: PasswordLogin::new(hasher).throttle(throttle),
     };
 
     let remember = Remember::new(stores.remember)

@@ -71,18 +71,17 @@ pub struct Config {
     pub remember_duration: Duration,
     /// `DEMO_REMEMBER_GRACE_SECS`: how long a rotated-out remember token still works.
     pub remember_grace: Duration,
-    /// `DEMO_THROTTLE_MAX_FAILURES`: failed logins per account per 15 minutes.
+    /// `DEMO_THROTTLE_MAX_FAILURES`: failed logins per account (and per device) per 15 minutes.
     pub throttle_max_failures: u32,
+    /// `DEMO_THROTTLE_MAX_ADDRESS_FAILURES`: failed logins per client address per 15 minutes.
+    pub throttle_max_address_failures: u32,
 }
 
 impl Config {
     /// Reads the settings; the error names the offending variable.
     pub fn from_env() -> Result<Self, String> {
-        let throttle_max_failures = parse("DEMO_THROTTLE_MAX_FAILURES", 5u32)?;
-        if throttle_max_failures == 0 {
-            // The throttle would lock every account before its first attempt.
-            return Err("DEMO_THROTTLE_MAX_FAILURES must be at least 1".to_owned());
-        }
+        let throttle_max_failures = at_least_one("DEMO_THROTTLE_MAX_FAILURES", 5)?;
+        let throttle_max_address_failures = at_least_one("DEMO_THROTTLE_MAX_ADDRESS_FAILURES", 50)?;
         let database_url =
             non_empty("DATABASE_URL").unwrap_or_else(|| "sqlite://demo.db?mode=rwc".to_owned());
         let redis_url = non_empty("REDIS_URL");
@@ -120,7 +119,16 @@ impl Config {
             remember_duration: Duration::days(parse("DEMO_REMEMBER_DAYS", 30)?),
             remember_grace: Duration::seconds(parse("DEMO_REMEMBER_GRACE_SECS", 10)?),
             throttle_max_failures,
+            throttle_max_address_failures,
         })
+    }
+}
+
+/// A throttle limit: 0 would lock every key before its first attempt.
+fn at_least_one(name: &str, default: u32) -> Result<u32, String> {
+    match parse(name, default)? {
+        0 => Err(format!("{name} must be at least 1")),
+        limit => Ok(limit),
     }
 }
 

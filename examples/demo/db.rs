@@ -341,6 +341,11 @@ impl PasswordUserLoader for Users {
         Some(&user.password_hash)
     }
 
+    /// Re-entering the password counts in the same throttle key as the login form.
+    fn login_name<'a>(&self, user: &'a User) -> Option<&'a str> {
+        Some(&user.username)
+    }
+
     async fn save_password_hash(&self, user: &User, new_hash: &str) -> Result<(), sqlx::Error> {
         set_password_hash(&self.db, user.id, new_hash).await
     }

@@ -333,3 +333,74 @@ pub async fn throttle_concurrent_increments(s: Stores) {
         .unwrap();
     assert_eq!(entry.count, TASKS);
 }
+
+/// Device cookies (DESIGN.md invariant 9) on this store: a browser holding a valid device
+/// cookie for an account is judged by its own failures only; a cookie for another account, a
+/// forged one or a retired one is not trusted.
+pub async fn device_cookies_survive_other_clients_locks(s: Stores) {
+    use login_manager::{Error, LoginThrottle};
+
+    let throttle = LoginThrottle::new(Arc::clone(&s.throttle))
+        .max_failures(2)
+        .max_failures_per_address(3);
+    let addr = Some("203.0.113.9".parse().unwrap());
+    let owner = throttle.attempt("alice", addr, None).await.unwrap();
+    assert!(!owner.is_trusted_device());
+    let cookie = owner.succeeded().await.unwrap();
+    assert_eq!(cookie.name(), "device");
+    assert_eq!(cookie.http_only(), Some(true));
+    let device = cookie.value().to_owned();
+
+    // Other clients, on the owner's address too, lock the account and the address.
+    for account in ["alice", "alice", "mallory"] {
+        let attempt = throttle.attempt(account, addr, None).await.unwrap();
+        attempt.failed().await.unwrap();
+    }
+    let locked = |r: &login_manager::Result<_>| matches!(r, Err(Error::Throttled { .. }));
+    assert!(locked(&throttle.attempt("alice", addr, None).await));
+    assert!(
+        locked(&throttle.attempt("bob", addr, None).await),
+        "address locked"
+    );
+
+    // The owner's browser is let through, whatever the account's and address's counters.
+    let trusted = throttle
+        .attempt("ALICE", addr, Some(&device))
+        .await
+        .unwrap();
+    assert!(trusted.is_trusted_device());
+    // Its own failures count: two lock the device.
+    trusted.failed().await.unwrap();
+    throttle
+        .attempt("alice", addr, Some(&device))
+        .await
+        .unwrap()
+        .failed()
+        .await
+        .unwrap();
+    assert!(locked(
+        &throttle.attempt("alice", addr, Some(&device)).await
+    ));
+
+    // The cookie means nothing for another account, nor forged.
+    assert!(locked(&throttle.attempt("bob", addr, Some(&device)).await));
+    let forged = "A".repeat(43);
+    assert!(locked(
+        &throttle.attempt("alice", addr, Some(&forged)).await
+    ));
+
+    // A success from a trusted device retires its cookie and issues a new one.
+    let other = throttle.attempt("carol", None, None).await.unwrap();
+    let first = other.succeeded().await.unwrap().value().to_owned();
+    let again = throttle.attempt("carol", None, Some(&first)).await.unwrap();
+    assert!(again.is_trusted_device());
+    let second = again.succeeded().await.unwrap().value().to_owned();
+    assert_ne!(first, second);
+    let retired = throttle.attempt("carol", None, Some(&first)).await.unwrap();
+    assert!(!retired.is_trusted_device());
+    let current = throttle
+        .attempt("carol", None, Some(&second))
+        .await
+        .unwrap();
+    assert!(current.is_trusted_device());
+}

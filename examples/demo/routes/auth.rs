@@ -7,9 +7,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use http::StatusCode;
-use login_manager::{
-    redirect::login_url, safe_next_or, AuthUser, Error, LoginOptions, LoginOutcome,
-};
+use login_manager::{redirect::login_url, safe_next_or, AuthUser, LoginOptions, LoginOutcome};
 use minijinja::context;
 use serde::Deserialize;
 
@@ -238,33 +236,24 @@ pub async fn register(
     }
 }
 
-/// Re-checks the signed-in `user`'s password, counted by the same throttle as logins (per
-/// account and address): whoever holds a session, for instance one restored from a stolen
-/// remember-me cookie, gets no more guesses here than on the login form.
-pub async fn check_password(
+/// Re-checks the signed-in user's password with the library (`reauthenticate_with_password`:
+/// counted by the same throttle key as the login form, device cookie honoured; a success
+/// marks the session fresh under a new id). `Err` holds the refusal to render.
+pub async fn reauthenticate(
     app: &AppState,
-    auth: &Auth,
-    user: &User,
+    auth: &mut Auth,
     password: &str,
 ) -> Result<Result<(), Refusal>, AppError> {
-    let addr = app.throttle.client_addr_of(auth.peer_info());
-    match app.throttle.check(&user.username, addr).await {
-        Ok(()) => {}
-        Err(Error::Throttled { retry_after }) => return Ok(Err(Refusal::throttled(retry_after))),
-        Err(err) => return Err(err.into()),
-    }
-    let valid = app
-        .hasher()
-        .verify_user(password, Some(&user.password_hash))
-        .await?
-        .valid;
-    if valid {
-        app.throttle.record_success(&user.username).await?;
-        Ok(Ok(()))
-    } else {
-        app.throttle.record_failure(&user.username, addr).await?;
-        Ok(Err(Refusal::wrong("Wrong password.")))
-    }
+    Ok(
+        match auth
+            .reauthenticate_with_password(&app.login, password)
+            .await?
+        {
+            LoginOutcome::LoggedIn => Ok(()),
+            LoginOutcome::InvalidCredentials => Err(Refusal::wrong("Wrong password.")),
+            LoginOutcome::Throttled { retry_after } => Err(Refusal::throttled(retry_after)),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -311,12 +300,11 @@ pub async fn reauth(
     let Some(user) = auth.user().cloned() else {
         return Ok(to_login(next));
     };
-    if let Err(refusal) = check_password(&app, &auth, &user, &form.password).await? {
+    if let Err(refusal) = reauthenticate(&app, &mut auth, &form.password).await? {
         let message = Some(refusal.message.clone());
         let response = render_reauth(&auth, refusal.status, &user, next, message).await?;
         return Ok(refusal.apply(response));
     }
-    auth.confirm_login().await?;
     tracing::info!(user_id = user.id(), "re-authenticated");
     let target = safe_next_or(next, &auth.next_or("/"));
     Ok(Redirect::to(&target).into_response())

@@ -10,6 +10,40 @@
 //! [`Error::Throttled`] — even when the password would have been right — until the window ends.
 //! A success resets the account's counter but not the address's.
 //!
+//! # Device cookies
+//!
+//! A lock on an account or an address refuses everyone, the account's owner included: an
+//! attacker who spends five wrong passwords on `alice` locks alice out, and fifty wrong
+//! passwords through a shared address (a reverse proxy, a NAT) lock out every user behind it.
+//! OWASP's *device cookies* ("Slow Down Online Guessing Attacks with Device Cookies") keep the
+//! limits and take the weapon away:
+//!
+//! - a successful login gives the browser a device cookie for that account: 32 random bytes,
+//!   stored server-side only as a SHA-256 digest bound to the account (no secret key: the
+//!   cookie is worth nothing unless the store knows its digest);
+//! - an attempt for that account from a browser holding its valid device cookie is judged
+//!   only by that device's own failures (`max_failures` per window): a locked account, a
+//!   locked address — locks other clients caused — never refuse it;
+//! - every other attempt is judged as before, by the account's and the address's counters.
+//!
+//! [`LoginThrottle::attempt`] does all of it and returns a [`LoginAttempt`] to report the
+//! outcome on; [`AuthSession::login_with_password`](crate::AuthSession::login_with_password)
+//! reads and sets the cookie. A browser holds one device cookie: a login into another account
+//! replaces it. A trusted success resets the device's failures, not the account's, so that the
+//! owner's login does not give an attacker a fresh set of guesses.
+//!
+//! What stays: a thief of the device cookie gets the device's own `max_failures` guesses per
+//! window (OWASP accepts this; the cookie is `HttpOnly`), and an attacker who never logged in
+//! still meets the account and address limits. [`MemoryThrottleStore`] evicts year-long
+//! registrations last, but under a spray above its key cap it may forget one: that browser
+//! is then judged like any other until its next login.
+//!
+//! The registration and the device's failures are two keys of the [`ThrottleStore`]
+//! (`dev:<digest>`, a window as long as the cookie lives, and `devfail:<digest>`), so every
+//! throttle store holds device cookies with no new method. A cookie that does not decode, or
+//! that was issued for another account, is simply not trusted: it costs no store call in the
+//! first case and one read in the second.
+//!
 //! # Why a fixed window
 //!
 //! The window starts at the first failure and does not move: further failures neither extend
@@ -57,20 +91,26 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+mod device;
+mod memory;
+mod store;
+
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::ConnectInfo;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
-use tokio::time::Instant;
 
-use crate::{Error, Result};
+pub use device::LoginAttempt;
+pub use memory::MemoryThrottleStore;
+pub use store::{ThrottleEntry, ThrottleStore};
+
+use crate::{CookieOptions, Error, Result};
 
 /// Default number of failures that locks an account.
 const DEFAULT_MAX_FAILURES: u32 = 5;
@@ -80,387 +120,10 @@ const DEFAULT_WINDOW: Duration = Duration::from_secs(15 * 60);
 const DEFAULT_ADDRESS_FACTOR: u32 = 10;
 /// Default timeout of one store call.
 const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default cap on the keys a [`MemoryThrottleStore`] tracks.
-const DEFAULT_CAPACITY_LIMIT: usize = 100_000;
 /// Usernames longer than this (in bytes, after lower-casing) are stored as a SHA-256 digest.
 const MAX_PLAIN_USERNAME_LEN: usize = 64;
 /// Lower-case hex digits, for digests in keys.
 const HEX: &[u8; 16] = b"0123456789abcdef";
-/// The memory store caps windows at a year, so that `Instant + window` cannot overflow.
-const MAX_MEMORY_WINDOW: Duration = Duration::from_secs(365 * 24 * 60 * 60);
-/// How many expired windows one write may purge on its way, so that the cost of a write stays
-/// bounded even after a long quiet period left many entries expired.
-const PURGE_BATCH: usize = 16;
-
-/// The state of one key's current window, as returned by a [`ThrottleStore`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleEntry {
-    /// Failures counted in the current window; at least 1.
-    pub count: u32,
-    /// Time left until the window ends, measured on the store's clock; greater than zero.
-    ///
-    /// A duration rather than a timestamp, so that app instances whose clocks disagree with
-    /// each other or with the database still agree on when a lock ends (Redis `PTTL` returns
-    /// exactly this).
-    pub expires_in: Duration,
-}
-
-/// Storage for failure counters with a fixed window: the part of [`LoginThrottle`] that a
-/// deployment swaps for a shared database.
-///
-/// # Contract
-///
-/// Keys are opaque strings built by [`LoginThrottle`] (`acct:…`, `acct-sha256:…`, `ip:…`; at
-/// most about 80 bytes of UTF-8). A store may add its own prefix but must not alter them
-/// otherwise; in particular it must not fold case again.
-///
-/// For each key the store keeps at most one *window*: a failure count and the instant the
-/// window ends. A window is *open* while that instant is in the future; an expired window
-/// behaves exactly as if it had never existed (it may be deleted lazily).
-///
-/// - [`failures`](Self::failures) returns the open window (`count >= 1`,
-///   `expires_in > 0`), or `None` when there is none. It changes nothing.
-/// - [`record_failure`](Self::record_failure) atomically either opens a window
-///   (`count = 1`, ending `window` from now) when none is open, or increments the open one's
-///   count (saturating at `u32::MAX`) *without* moving its end. It returns the window after
-///   the change. Concurrent calls never lose an increment: `n` concurrent calls on a key with
-///   no open window return the counts `1..=n`, each exactly once.
-/// - [`reset`](Self::reset) deletes the key's window. Resetting a key that has none is `Ok`.
-/// - Any failure of the backend is returned as an error, normally
-///   [`Error::Store`]; a store never invents an entry or answers `None` because the
-///   backend was unreachable. [`LoginThrottle`] turns such errors into a refusal (503),
-///   never into a login.
-/// - Time is the store's own clock (the Redis server's, the database's `now()`), with
-///   at least one-second precision; windows are at least one second long.
-/// - A store may forget a window early (eviction under memory pressure); it must document
-///   when.
-///
-/// # Mapping onto shared stores
-///
-/// Redis: `MULTI; INCR k; PEXPIRE k <window ms> NX; PTTL k; EXEC` (or the same as a Lua
-/// script before Redis 7, which lacks `NX`). `NX` sets the expiry only on the increment that
-/// created the key, and also heals a key that somehow lost its TTL. `failures` is
-/// `GET k` + `PTTL k`; `reset` is `DEL k`.
-///
-/// SQL, table `throttle(key TEXT PRIMARY KEY, count INT, window_end TIMESTAMPTZ)`:
-///
-/// ```sql
-/// INSERT INTO throttle (key, count, window_end) VALUES ($1, 1, now() + $2)
-/// ON CONFLICT (key) DO UPDATE SET
-///   count      = CASE WHEN throttle.window_end <= now() THEN 1 ELSE throttle.count + 1 END,
-///   window_end = CASE WHEN throttle.window_end <= now() THEN EXCLUDED.window_end
-///                     ELSE throttle.window_end END
-/// RETURNING count, window_end - now();
-/// ```
-///
-/// plus a periodic `DELETE FROM throttle WHERE window_end <= now()`.
-///
-/// # Example
-///
-/// A store that always fails, for testing that errors refuse the login:
-///
-/// ```
-/// use std::time::Duration;
-/// use login_manager::{Error, LoginThrottle, Result, ThrottleStore};
-/// use login_manager::throttle::ThrottleEntry;
-///
-/// struct Down;
-///
-/// #[async_trait::async_trait]
-/// impl ThrottleStore for Down {
-///     async fn failures(&self, _key: &str) -> Result<Option<ThrottleEntry>> {
-///         Err(Error::Store("connection refused".into()))
-///     }
-///     async fn record_failure(&self, _key: &str, _window: Duration) -> Result<ThrottleEntry> {
-///         Err(Error::Store("connection refused".into()))
-///     }
-///     async fn reset(&self, _key: &str) -> Result<()> {
-///         Err(Error::Store("connection refused".into()))
-///     }
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let throttle = LoginThrottle::new(Down);
-/// assert!(matches!(throttle.check("alice", None).await, Err(Error::Store(_))));
-/// # }
-/// ```
-#[async_trait]
-pub trait ThrottleStore: Send + Sync + 'static {
-    /// The open window of `key`, or `None` when there is none (never opened, expired or
-    /// reset).
-    async fn failures(&self, key: &str) -> Result<Option<ThrottleEntry>>;
-
-    /// Counts one failure for `key`: opens a window of length `window` with a count of 1 when
-    /// none is open, else increments the open window's count without moving its end. Returns
-    /// the window after the change. Must be atomic.
-    async fn record_failure(&self, key: &str, window: Duration) -> Result<ThrottleEntry>;
-
-    /// Forgets `key`'s window, if any.
-    async fn reset(&self, key: &str) -> Result<()>;
-}
-
-/// A shared store is a store: lets an app pick the backend at run time
-/// (`Arc<dyn ThrottleStore>`).
-#[async_trait]
-impl<T: ThrottleStore + ?Sized> ThrottleStore for Arc<T> {
-    async fn failures(&self, key: &str) -> Result<Option<ThrottleEntry>> {
-        (**self).failures(key).await
-    }
-
-    async fn record_failure(&self, key: &str, window: Duration) -> Result<ThrottleEntry> {
-        (**self).record_failure(key, window).await
-    }
-
-    async fn reset(&self, key: &str) -> Result<()> {
-        (**self).reset(key).await
-    }
-}
-
-/// An in-process [`ThrottleStore`] with a hard cap on the number of keys it tracks.
-///
-/// Good for a single instance; several instances behind a load balancer need a shared store,
-/// or each one counts only the failures it saw itself. Clones share the same counters.
-///
-/// # Memory cap and eviction
-///
-/// Spraying random usernames creates one key per name, so the store tracks at most
-/// [`capacity_limit`](Self::capacity_limit) keys (default 100 000, some 200–300 bytes each, so
-/// about 25 MB when full).
-/// Windows are also kept in a queue in the order they were opened. A write first purges a
-/// few expired windows from the front of that queue; when the map is still full, it evicts the
-/// window at the front: with one window length for all keys (as [`LoginThrottle`] uses), that
-/// is the window that ends soonest, so an eviction gives away the least remaining lock time.
-/// Each window enters the queue once and leaves it once, so a write costs O(1) amortized; there
-/// is no scan of the map. Queue elements left behind by resets are compacted away once they
-/// outnumber the live ones, which keeps the queue at about twice the map's size at most.
-///
-/// What an attacker gains: by opening more than `capacity_limit` new windows within one
-/// window length, they can evict counters early — including an account's lock, or their own
-/// address's — and so get more guesses per window than configured. Every new window costs
-/// them a recorded failure, and each address gets only `max_failures_per_address` of those per
-/// window (50 by default), so flushing 100 000 keys takes some 2 000 distinct addresses
-/// (IPv6 counted per /64) per window, and each flush buys each target account only
-/// `max_failures` more guesses. Deployments that face that scale should use a shared store or
-/// raise the cap.
-///
-/// # Example
-///
-/// ```
-/// use login_manager::{LoginThrottle, MemoryThrottleStore};
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> login_manager::Result<()> {
-/// let store = MemoryThrottleStore::new().with_capacity_limit(10_000);
-/// let throttle = LoginThrottle::new(store.clone());
-/// throttle.record_failure("alice", None).await?;
-/// assert_eq!(store.len(), 1);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct MemoryThrottleStore {
-    inner: Arc<Mutex<MemoryState>>,
-}
-
-/// One open (or expired, not yet purged) window in the memory store.
-struct MemoryEntry {
-    count: u32,
-    ends_at: Instant,
-    /// Which window of this key this is, to tell its queue entry from stale ones.
-    generation: u64,
-}
-
-struct MemoryState {
-    capacity_limit: usize,
-    /// `Arc<str>` keys are shared with `order`, so each key's bytes are stored once.
-    map: HashMap<Arc<str>, MemoryEntry>,
-    /// Windows in the order they were opened; an element is live while the map holds the
-    /// same key with the same generation, and stale otherwise (reset or reopened).
-    order: VecDeque<(Arc<str>, u64)>,
-    next_generation: u64,
-}
-
-impl MemoryState {
-    /// Whether a queue element still stands for the window the map holds.
-    fn is_live(map: &HashMap<Arc<str>, MemoryEntry>, key: &str, generation: u64) -> bool {
-        map.get(key).is_some_and(|e| e.generation == generation)
-    }
-
-    /// Pops stale queue elements and up to `PURGE_BATCH` expired windows off the front.
-    fn purge_front(&mut self, now: Instant) {
-        let mut purged = 0;
-        while let Some((key, generation)) = self.order.front() {
-            match self.map.get(&**key) {
-                Some(e) if e.generation == *generation => {
-                    if e.ends_at > now || purged == PURGE_BATCH {
-                        return;
-                    }
-                    self.map.remove(&**key);
-                    purged += 1;
-                }
-                // Stale: this window was reset or replaced; dropping it is free.
-                _ => {}
-            }
-            self.order.pop_front();
-        }
-    }
-
-    /// Evicts the oldest live window; false when there is none.
-    fn evict_one(&mut self) -> bool {
-        while let Some((key, generation)) = self.order.pop_front() {
-            if Self::is_live(&self.map, &key, generation) {
-                self.map.remove(&*key);
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Drops stale queue elements once they outnumber the live ones. Runs after at least
-    /// `map.len()` stale elements accumulated, so it costs O(1) amortized per write.
-    fn compact_if_needed(&mut self) {
-        if self.order.len() > 2 * self.map.len() + 64 {
-            let map = &self.map;
-            self.order
-                .retain(|(key, generation)| Self::is_live(map, key, *generation));
-        }
-    }
-
-    fn record_failure(&mut self, key: &str, window: Duration, now: Instant) -> ThrottleEntry {
-        let window = window.min(MAX_MEMORY_WINDOW);
-        self.purge_front(now);
-        if let Some(e) = self.map.get_mut(key) {
-            if e.ends_at > now {
-                e.count = e.count.saturating_add(1);
-                return ThrottleEntry {
-                    count: e.count,
-                    expires_in: e.ends_at - now,
-                };
-            }
-        }
-        // Open a new window. An expired entry for this key is replaced in place (its queue
-        // element becomes stale); a new key may need room. A loop, not one eviction: the
-        // limit may have been lowered below the current size.
-        if !self.map.contains_key(key) {
-            while self.map.len() >= self.capacity_limit && self.evict_one() {}
-        }
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        let key: Arc<str> = Arc::from(key);
-        self.map.insert(
-            Arc::clone(&key),
-            MemoryEntry {
-                count: 1,
-                ends_at: now + window,
-                generation,
-            },
-        );
-        self.order.push_back((key, generation));
-        self.compact_if_needed();
-        ThrottleEntry {
-            count: 1,
-            expires_in: window,
-        }
-    }
-}
-
-impl MemoryThrottleStore {
-    /// An empty store tracking at most 100 000 keys.
-    pub fn new() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(MemoryState {
-                capacity_limit: DEFAULT_CAPACITY_LIMIT,
-                map: HashMap::new(),
-                order: VecDeque::new(),
-                next_generation: 0,
-            })),
-        }
-    }
-
-    /// Sets the maximum number of keys tracked at once (default 100 000). Applies to every
-    /// clone of this store; when lowered below the current size, the excess is evicted on the
-    /// next writes.
-    ///
-    /// # Panics
-    ///
-    /// If `limit` is 0: such a store could never lock anything.
-    pub fn with_capacity_limit(self, limit: usize) -> Self {
-        assert!(
-            limit > 0,
-            "MemoryThrottleStore capacity limit must be at least 1"
-        );
-        self.state().capacity_limit = limit;
-        self
-    }
-
-    /// The maximum number of keys tracked at once.
-    pub fn capacity_limit(&self) -> usize {
-        self.state().capacity_limit
-    }
-
-    /// The number of keys currently tracked, including expired windows not yet purged.
-    /// Never more than [`capacity_limit`](Self::capacity_limit) after a write.
-    pub fn len(&self) -> usize {
-        self.state().map.len()
-    }
-
-    /// True when no key is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.state().map.is_empty()
-    }
-
-    fn state(&self) -> MutexGuard<'_, MemoryState> {
-        // Nothing inside the lock can panic halfway through an update that matters for
-        // security, so a poisoned lock still holds usable state: keep throttling.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Default for MemoryThrottleStore {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Debug for MemoryThrottleStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state();
-        f.debug_struct("MemoryThrottleStore")
-            .field("len", &state.map.len())
-            .field("capacity_limit", &state.capacity_limit)
-            .finish()
-    }
-}
-
-#[async_trait]
-impl ThrottleStore for MemoryThrottleStore {
-    async fn failures(&self, key: &str) -> Result<Option<ThrottleEntry>> {
-        let now = Instant::now();
-        let state = self.state();
-        Ok(state
-            .map
-            .get(key)
-            .filter(|e| e.ends_at > now)
-            .map(|e| ThrottleEntry {
-                count: e.count,
-                expires_in: e.ends_at - now,
-            }))
-    }
-
-    async fn record_failure(&self, key: &str, window: Duration) -> Result<ThrottleEntry> {
-        let now = Instant::now();
-        Ok(self.state().record_failure(key, window, now))
-    }
-
-    async fn reset(&self, key: &str) -> Result<()> {
-        let mut state = self.state();
-        if state.map.remove(key).is_some() {
-            state.compact_if_needed();
-        }
-        Ok(())
-    }
-}
 
 /// Counts failed logins per account and per client address and refuses further attempts once
 /// a limit is reached. Cheap to clone (one `Arc`).
@@ -520,6 +183,10 @@ struct Inner {
     window: Duration,
     store_timeout: Duration,
     trusted_proxies: Vec<IpAddr>,
+    device_cookie: CookieOptions,
+    device_lifetime: Duration,
+    /// Shared by clones: the unconfigured-proxy warning is logged once per throttle.
+    proxy_warned: Arc<AtomicBool>,
 }
 
 impl LoginThrottle {
@@ -534,6 +201,9 @@ impl LoginThrottle {
                 window: DEFAULT_WINDOW,
                 store_timeout: DEFAULT_STORE_TIMEOUT,
                 trusted_proxies: Vec::new(),
+                device_cookie: CookieOptions::new(device::DEFAULT_COOKIE_NAME),
+                device_lifetime: device::DEFAULT_LIFETIME,
+                proxy_warned: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -605,13 +275,65 @@ impl LoginThrottle {
 
     /// The client's address for this request, honouring `X-Forwarded-For` only from the
     /// configured [`trusted_proxies`](Self::trusted_proxies). See [`client_addr`].
+    ///
+    /// When a request carries `X-Forwarded-For` and no trusted proxy is configured, logs one
+    /// warning (once per throttle): behind a reverse proxy, every client would share the
+    /// proxy's address, and its per-address limit would lock out everyone at once.
     pub fn client_addr(&self, parts: &Parts) -> Option<IpAddr> {
-        client_addr(parts, &self.inner.trusted_proxies)
+        self.client_addr_of(&PeerInfo::from_parts(parts))
     }
 
     /// Like [`client_addr`](Self::client_addr), from captured [`PeerInfo`].
     pub fn client_addr_of(&self, peer: &PeerInfo) -> Option<IpAddr> {
+        if self.inner.trusted_proxies.is_empty()
+            && peer.carries_forwarded_for()
+            && !self.inner.proxy_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                peer = ?peer.peer,
+                "login throttle: requests carry X-Forwarded-For but no trusted proxy is \
+                 configured, so every client behind the proxy counts as the proxy's address. \
+                 List your reverse proxies with `LoginThrottle::trusted_proxies(vec![...])`; \
+                 if there is no proxy, clients are forging the header and it is ignored"
+            );
+        }
         peer.client_addr(&self.inner.trusted_proxies)
+    }
+
+    /// The device cookie's attributes (default: name `device`, `HttpOnly`, `SameSite=Lax`,
+    /// `Secure`, `Path=/`). See [`attempt`](Self::attempt).
+    #[must_use]
+    pub fn device_cookie(mut self, cookie: CookieOptions) -> Self {
+        self.config().device_cookie = cookie;
+        self
+    }
+
+    /// Shorthand for the device cookie's `Secure` attribute (turn off only for plain HTTP).
+    #[must_use]
+    pub fn secure(self, secure: bool) -> Self {
+        let cookie = self.inner.device_cookie.clone().secure(secure);
+        self.device_cookie(cookie)
+    }
+
+    /// How long a device cookie, and its registration in the store, lives (default one year,
+    /// the most the memory store keeps a window).
+    ///
+    /// # Panics
+    ///
+    /// If `lifetime` is zero.
+    #[must_use]
+    pub fn device_lifetime(mut self, lifetime: Duration) -> Self {
+        assert!(
+            !lifetime.is_zero(),
+            "LoginThrottle::device_lifetime must not be zero"
+        );
+        self.config().device_lifetime = lifetime;
+        self
+    }
+
+    /// The name of the device cookie in requests (with the `__Host-` prefix when set).
+    pub fn device_cookie_name(&self) -> String {
+        self.inner.device_cookie.cookie_name()
     }
 
     fn address_limit(&self) -> u32 {
@@ -634,21 +356,19 @@ impl LoginThrottle {
     /// [`Error::Throttled`] (429) when locked; the store's error, normally [`Error::Store`],
     /// or [`Error::Timeout`] (both 503) when the store cannot answer.
     pub async fn check(&self, username: &str, addr: Option<IpAddr>) -> Result<()> {
-        let mut retry_after = self
-            .lock_left(&account_key(username), self.inner.max_failures)
-            .await?;
+        self.check_account(&account_key(username), addr).await
+    }
+
+    /// [`check`](Self::check) for an account key.
+    async fn check_account(&self, account: &str, addr: Option<IpAddr>) -> Result<()> {
+        let mut retry_after = self.lock_left(account, self.inner.max_failures).await?;
         if let Some(addr) = addr {
             let address = self
                 .lock_left(&address_key(addr), self.address_limit())
                 .await?;
             retry_after = retry_after.max(address);
         }
-        match retry_after {
-            None => Ok(()),
-            Some(left) => Err(Error::Throttled {
-                retry_after: round_up_to_secs(left),
-            }),
-        }
+        refuse_while(retry_after)
     }
 
     /// Counts a failed login for the account and, when known, the address. Call it for a
@@ -660,23 +380,29 @@ impl LoginThrottle {
     ///
     /// The store's error or [`Error::Timeout`] when a counter could not be incremented.
     pub async fn record_failure(&self, username: &str, addr: Option<IpAddr>) -> Result<()> {
-        let window = self.inner.window;
-        let key = account_key(username);
-        let entry = self
-            .timed(self.inner.store.record_failure(&key, window))
+        self.record_account_failure(&account_key(username), addr)
+            .await
+    }
+
+    /// [`record_failure`](Self::record_failure) for an account key.
+    async fn record_account_failure(&self, account: &str, addr: Option<IpAddr>) -> Result<()> {
+        self.count_failure(account, self.inner.max_failures, "account")
             .await?;
-        if entry.count == self.inner.max_failures {
-            // `?`: the key is attacker-chosen text; Debug escapes control characters.
-            tracing::warn!(key = ?key, failures = entry.count, "login throttle: account locked");
-        }
         if let Some(addr) = addr {
-            let key = address_key(addr);
-            let entry = self
-                .timed(self.inner.store.record_failure(&key, window))
+            self.count_failure(&address_key(addr), self.address_limit(), "address")
                 .await?;
-            if entry.count == self.address_limit() {
-                tracing::warn!(key = ?key, failures = entry.count, "login throttle: address locked");
-            }
+        }
+        Ok(())
+    }
+
+    /// Counts one failure under `key`; logs a `tracing` warning when it reaches `limit`.
+    async fn count_failure(&self, key: &str, limit: u32, what: &'static str) -> Result<()> {
+        let entry = self
+            .timed(self.inner.store.record_failure(key, self.inner.window))
+            .await?;
+        if entry.count == limit {
+            // `?`: the key is attacker-chosen text; Debug escapes control characters.
+            tracing::warn!(key = ?key, failures = entry.count, "login throttle: {what} locked");
         }
         Ok(())
     }
@@ -689,8 +415,11 @@ impl LoginThrottle {
     ///
     /// The store's error or [`Error::Timeout`] when the counter could not be reset.
     pub async fn record_success(&self, username: &str) -> Result<()> {
-        self.timed(self.inner.store.reset(&account_key(username)))
-            .await
+        self.reset(&account_key(username)).await
+    }
+
+    async fn reset(&self, key: &str) -> Result<()> {
+        self.timed(self.inner.store.reset(key)).await
     }
 
     /// Time left on `key`'s lock, or `None` when it has fewer than `limit` failures.
@@ -718,6 +447,16 @@ impl fmt::Debug for LoginThrottle {
     }
 }
 
+/// `Err(Throttled)` while a lock has time left.
+fn refuse_while(lock_left: Option<Duration>) -> Result<()> {
+    match lock_left {
+        None => Ok(()),
+        Some(left) => Err(Error::Throttled {
+            retry_after: round_up_to_secs(left),
+        }),
+    }
+}
+
 /// The store key of an account: the username lower-cased (so `Alice` and `alice` share a
 /// counter), hashed when long so that key size is bounded whatever the input.
 fn account_key(username: &str) -> String {
@@ -727,15 +466,22 @@ fn account_key(username: &str) -> String {
         // like a hex digest cannot collide with a hashed one.
         format!("acct:{folded}")
     } else {
-        let digest = Sha256::digest(folded.as_bytes());
-        let mut key = String::with_capacity("acct-sha256:".len() + 64);
-        key.push_str("acct-sha256:");
-        for byte in digest {
-            key.push(char::from(HEX[usize::from(byte >> 4)]));
-            key.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        key
+        format!("acct-sha256:{}", hex_sha256(&[folded.as_bytes()]))
     }
+}
+
+/// Lower-case hex of the SHA-256 of `parts`, concatenated.
+fn hex_sha256(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let mut hex = String::with_capacity(64);
+    for byte in hasher.finalize() {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 /// The store key of a client address. An IPv6 client is counted per /64: that is what one
@@ -814,6 +560,11 @@ pub struct PeerInfo {
 }
 
 impl PeerInfo {
+    /// Whether the request had an `X-Forwarded-For` header (text or not).
+    fn carries_forwarded_for(&self) -> bool {
+        self.forwarded_for.as_deref() != Some("")
+    }
+
     /// Reads the peer (`ConnectInfo<SocketAddr>`) and `X-Forwarded-For` of a request.
     pub fn from_parts(parts: &Parts) -> Self {
         let peer = parts
@@ -874,40 +625,6 @@ fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queue_stays_bounded_under_reset_churn() {
-        let mut state = MemoryState {
-            capacity_limit: 10,
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            next_generation: 0,
-        };
-        let now = Instant::now();
-        for i in 0..10_000 {
-            state.record_failure(&format!("k{}", i % 3), Duration::from_secs(60), now);
-            state.map.remove(format!("k{}", i % 3).as_str());
-            state.compact_if_needed();
-            assert!(state.order.len() <= 2 * state.map.len() + 65);
-        }
-    }
-
-    #[test]
-    fn expired_windows_are_purged_before_live_ones_are_evicted() {
-        let mut state = MemoryState {
-            capacity_limit: 3,
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            next_generation: 0,
-        };
-        let t0 = Instant::now();
-        state.record_failure("short", Duration::from_secs(1), t0);
-        state.record_failure("a", Duration::from_secs(60), t0);
-        state.record_failure("b", Duration::from_secs(60), t0);
-        state.record_failure("c", Duration::from_secs(60), t0 + Duration::from_secs(2));
-        assert!(!state.map.contains_key("short"));
-        assert!(["a", "b", "c"].iter().all(|k| state.map.contains_key(*k)));
-    }
 
     #[test]
     fn keys() {
