@@ -10,73 +10,13 @@ use http::request::Parts;
 use tower_sessions::Session;
 
 use crate::{
-    context::{
-        discard_session, timed, AuthContext, AuthRecord, AuthState, DynAuthHandle, RequestInfo,
-        Source, AUTH_KEY,
-    },
-    events::AuthEvent,
+    client::{PeerInfo, RequestFacts},
+    context::{AuthContext, DynAuthHandle},
+    record::AuthState,
     redirect::next_from_query,
-    remember::{Remember, RememberDevice},
-    throttle::PeerInfo,
-    AuthUser, Duration, Error, Result, UserLoader,
+    remember::RememberDevice,
+    AuthUser, Error, LoginOptions, Result, UserLoader,
 };
-
-/// How [`AuthSession::login_user`] logs a user in (Flask-Login's `login_user` arguments).
-///
-/// ```
-/// use login_manager::{Duration, LoginOptions};
-///
-/// let options = LoginOptions::new().remember(true).duration(Duration::days(7));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoginOptions {
-    remember: bool,
-    duration: Option<Duration>,
-    force: bool,
-    fresh: bool,
-}
-
-impl Default for LoginOptions {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LoginOptions {
-    /// A fresh login, not remembered, refusing inactive users.
-    pub fn new() -> Self {
-        Self {
-            remember: false,
-            duration: None,
-            force: false,
-            fresh: true,
-        }
-    }
-
-    /// Also set a remember-me cookie (needs [`LoginManager::remember`](crate::LoginManager::remember)).
-    pub fn remember(mut self, remember: bool) -> Self {
-        self.remember = remember;
-        self
-    }
-
-    /// How long this login's remember-me token lives, instead of the configured duration.
-    pub fn duration(mut self, duration: Duration) -> Self {
-        self.duration = Some(duration);
-        self
-    }
-
-    /// Log the user in even when `is_active()` is false.
-    pub fn force(mut self, force: bool) -> Self {
-        self.force = force;
-        self
-    }
-
-    /// Whether the login counts as fresh (default `true`: the password was just checked).
-    pub fn fresh(mut self, fresh: bool) -> Self {
-        self.fresh = fresh;
-        self
-    }
-}
 
 /// The login state of a request, and the handle to change it.
 ///
@@ -106,7 +46,7 @@ impl LoginOptions {
 /// ```
 pub struct AuthSession<L: UserLoader> {
     context: Arc<AuthContext<L>>,
-    info: Arc<RequestInfo>,
+    facts: Arc<RequestFacts>,
     state: Arc<AuthState<L::User>>,
 }
 
@@ -140,10 +80,10 @@ impl<S: Send + Sync, L: UserLoader> FromRequestParts<S> for AuthSession<L> {
             .resolve(parts)
             .await
             .map_err(IntoResponse::into_response)?;
-        let info = context.request(parts).clone();
+        let facts = context.facts(parts).clone();
         Ok(Self {
             context,
-            info,
+            facts,
             state,
         })
     }
@@ -164,7 +104,7 @@ impl<L: UserLoader> AuthSession<L> {
     /// a remember-me cookie, not marked stale by session protection, not older than
     /// [`fresh_max_age`](crate::LoginManager::fresh_max_age)).
     pub fn is_fresh(&self) -> bool {
-        self.state.is_fresh(self.context.manager.fresh_max_age)
+        self.state.is_fresh(self.context.settings().fresh_max_age)
     }
 
     /// Whether this session was restored from a remember-me cookie.
@@ -174,17 +114,17 @@ impl<L: UserLoader> AuthSession<L> {
 
     /// The user loader, for looking users up in a login handler.
     pub fn loader(&self) -> &L {
-        &self.context.manager.loader
+        &self.context.core.loader
     }
 
     /// The request's peer address and `X-Forwarded-For`, for throttling by client address.
     pub fn peer_info(&self) -> &PeerInfo {
-        &self.info.peer
+        &self.facts.peer
     }
 
     /// The value of this request's cookie called `name`.
     pub(crate) fn request_cookie(&self, name: &str) -> Option<String> {
-        self.info.cookie(name)
+        self.facts.cookie(name)
     }
 
     /// Sets `cookie` on the response.
@@ -193,7 +133,7 @@ impl<L: UserLoader> AuthSession<L> {
     }
 
     pub(crate) fn store_timeout(&self) -> std::time::Duration {
-        self.context.manager.timeout
+        self.context.settings().store_timeout
     }
 
     /// The underlying tower-sessions session (for flash messages and other data).
@@ -205,7 +145,7 @@ impl<L: UserLoader> AuthSession<L> {
     /// [`safe_next`](crate::safe_next); a form field can be checked with
     /// [`safe_next_or`](crate::safe_next_or)).
     pub fn next_or(&self, default: &str) -> String {
-        next_from_query(self.info.query.as_deref()).unwrap_or_else(|| default.to_owned())
+        next_from_query(self.facts.query.as_deref()).unwrap_or_else(|| default.to_owned())
     }
 
     /// Logs `user` in (Flask-Login's `login_user`).
@@ -217,63 +157,10 @@ impl<L: UserLoader> AuthSession<L> {
     /// failure is an error here rather than a lost login.
     #[tracing::instrument(name = "login_user", skip_all, fields(user_id = %user.id()))]
     pub async fn login_user(&mut self, user: &L::User, options: LoginOptions) -> Result<()> {
-        let context = self.context.clone();
-        let manager = &context.manager;
-        if !user.is_active() && !options.force {
-            manager.emit(AuthEvent::LoginRefused {
-                user_id: user.id().to_string(),
-            });
-            return Err(Error::InactiveUser);
-        }
-        let remember = match (options.remember, &manager.remember) {
-            (false, _) => None,
-            (true, Some(remember)) => Some(remember),
-            (true, None) => {
-                return Err(Error::Config(
-                    "remember-me is not enabled: add `.remember(Remember::new(store))` to the \
-                     `LoginManager`"
-                        .to_owned(),
-                ))
-            }
-        };
-        let session = self.context.session()?;
-        let limit = manager.timeout;
-        let other_login = self
-            .state
-            .record
-            .as_ref()
-            .is_some_and(|record| !record.belongs_to(user));
-        if other_login {
-            discard_session(limit, session).await?;
-            if let Some(remember) = &manager.remember {
-                remember.forget_cookie(&self.context, &self.info).await?;
-            }
-        } else {
-            // Unconditionally: even with no id (a new visitor, or a session the app flushed
-            // itself), the cached record may still hold an id that a response carried.
-            timed(limit, "session store", session.cycle_id()).await?;
-        }
-        let record = AuthRecord::new(user, options.fresh, self.info.protection_id.clone())?;
-        timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
-        if let Some(remember) = remember {
-            // One token per browser: the one this browser had is replaced.
-            remember.forget_cookie(&self.context, &self.info).await?;
-            let cookie = remember
-                .issue(limit, user, options.duration, &self.info.user_agent)
-                .await?;
-            self.context.queue_cookie(cookie);
-        }
-        timed(limit, "session store", session.save()).await?;
-        self.set_state(AuthState {
-            user: Some(user.clone()),
-            record: Some(record),
-            source: Source::Session,
-        })
-        .await;
-        manager.emit(AuthEvent::LoggedIn {
-            user_id: user.id().to_string(),
-            remember: remember.is_some(),
-        });
+        self.state = self
+            .context
+            .login(user, options, &self.state, &self.facts)
+            .await?;
         Ok(())
     }
 
@@ -284,35 +171,15 @@ impl<L: UserLoader> AuthSession<L> {
     /// [`logout_user_and_flush`](Self::logout_user_and_flush).
     #[tracing::instrument(name = "logout_user", skip_all)]
     pub async fn logout_user(&mut self) -> Result<()> {
-        self.logout(false).await
+        self.state = self.context.logout(false, &self.state, &self.facts).await?;
+        Ok(())
     }
 
     /// Like [`logout_user`](Self::logout_user), and also deletes every other value in the
     /// session.
     #[tracing::instrument(name = "logout_user", skip_all)]
     pub async fn logout_user_and_flush(&mut self) -> Result<()> {
-        self.logout(true).await
-    }
-
-    async fn logout(&mut self, flush: bool) -> Result<()> {
-        let context = self.context.clone();
-        let manager = &context.manager;
-        let session = self.context.session()?;
-        let limit = manager.timeout;
-        if let Some(remember) = &manager.remember {
-            remember.forget_cookie(&self.context, &self.info).await?;
-        }
-        timed(limit, "session store", session.remove_value(AUTH_KEY)).await?;
-        if flush {
-            discard_session(limit, session).await?;
-        } else {
-            // With no other data left, tower-sessions then drops the cookie and saves nothing.
-            timed(limit, "session store", session.cycle_id()).await?;
-        }
-        let user_id = self.state.user.as_ref().map(|u| u.id().to_string());
-        self.context.mark_logged_out();
-        self.set_state(AuthState::anonymous()).await;
-        manager.emit(AuthEvent::LoggedOut { user_id });
+        self.state = self.context.logout(true, &self.state, &self.facts).await?;
         Ok(())
     }
 
@@ -320,20 +187,7 @@ impl<L: UserLoader> AuthSession<L> {
     /// `confirm_login`), with a new session id.
     #[tracing::instrument(name = "confirm_login", skip_all)]
     pub async fn confirm_login(&mut self) -> Result<()> {
-        let (user, mut record) = self.session_login()?;
-        record.fresh_at = Some(crate::context::now());
-        // The password was just re-entered on this client: it becomes the protected one.
-        record.protection_id = Some(self.info.protection_id.clone());
-        self.rewrite_record(&record).await?;
-        self.set_state(AuthState {
-            user: Some(user.clone()),
-            record: Some(record),
-            source: Source::Session,
-        })
-        .await;
-        self.context.manager.emit(AuthEvent::LoginConfirmed {
-            user_id: user.id().to_string(),
-        });
+        self.state = self.context.confirm(&self.state, &self.facts).await?;
         Ok(())
     }
 
@@ -342,89 +196,28 @@ impl<L: UserLoader> AuthSession<L> {
     /// request, and every remember-me token of the user is revoked.
     #[tracing::instrument(name = "update_session_auth_hash", skip_all, fields(user_id = %user.id()))]
     pub async fn update_session_auth_hash(&mut self, user: &L::User) -> Result<()> {
-        let (current, mut record) = self.session_login()?;
-        let same_user =
-            serde_json::to_value(user.id()).ok() == serde_json::to_value(current.id()).ok();
-        if !same_user {
-            return Err(Error::Config(
-                "update_session_auth_hash was given another user than the logged-in one".to_owned(),
-            ));
-        }
-        record.auth_hash = crate::context::auth_hash_digest(user.session_auth_hash());
-        self.rewrite_record(&record).await?;
-        let context = self.context.clone();
-        let manager = &context.manager;
-        if let Some(remember) = &manager.remember {
-            remember.revoke_user(manager.timeout, user).await?;
-            self.context.queue_cookie(remember.cookie.removal());
-        }
-        self.set_state(AuthState {
-            user: Some(user.clone()),
-            record: Some(record),
-            source: Source::Session,
-        })
-        .await;
-        manager.emit(AuthEvent::AuthHashUpdated {
-            user_id: user.id().to_string(),
-        });
+        self.state = self.context.update_auth_hash(user, &self.state).await?;
         Ok(())
     }
 
     /// The user's remembered browsers, newest use first.
     pub async fn remember_devices(&self) -> Result<Vec<RememberDevice>> {
-        let (remember, user) = self.remember_and_user()?;
-        remember
-            .devices(self.context.manager.timeout, user, &self.info)
-            .await
+        let user = self.logged_in()?;
+        self.context.remember_devices(user, &self.facts).await
     }
 
     /// Revokes one remembered browser of the logged-in user; whether it existed.
     pub async fn revoke_device(&self, id: &str) -> Result<bool> {
-        let (remember, user) = self.remember_and_user()?;
-        remember
-            .revoke_device(self.context.manager.timeout, user, id)
-            .await
+        self.context.revoke_device(self.logged_in()?, id).await
     }
 
     /// Revokes every remembered browser of the logged-in user (including this one's cookie);
     /// returns how many.
     pub async fn revoke_all_devices(&self) -> Result<u64> {
-        let (remember, user) = self.remember_and_user()?;
-        let revoked = remember
-            .revoke_user(self.context.manager.timeout, user)
-            .await?;
-        self.context.queue_cookie(remember.cookie.removal());
-        Ok(revoked)
+        self.context.revoke_all_devices(self.logged_in()?).await
     }
 
-    fn remember_and_user(&self) -> Result<(&Remember, &L::User)> {
-        let remember = self.context.manager.remember.as_ref().ok_or_else(|| {
-            Error::Config("remember-me is not enabled on the `LoginManager`".to_owned())
-        })?;
-        let user = self.user().ok_or(Error::NotAuthenticated)?;
-        Ok((remember, user))
-    }
-
-    /// The user and auth record of a session login (not a request-loader one).
-    fn session_login(&self) -> Result<(L::User, AuthRecord)> {
-        match (&self.state.user, &self.state.record) {
-            (Some(user), Some(record)) => Ok((user.clone(), record.clone())),
-            _ => Err(Error::NotAuthenticated),
-        }
-    }
-
-    /// Stores `record` under a new session id and saves.
-    async fn rewrite_record(&self, record: &AuthRecord) -> Result<()> {
-        let session = self.context.session()?;
-        let limit = self.context.manager.timeout;
-        timed(limit, "session store", session.cycle_id()).await?;
-        timed(limit, "session store", session.insert(AUTH_KEY, record)).await?;
-        timed(limit, "session store", session.save()).await
-    }
-
-    async fn set_state(&mut self, state: AuthState<L::User>) {
-        let state = Arc::new(state);
-        self.context.set_state(Arc::clone(&state)).await;
-        self.state = state;
+    fn logged_in(&self) -> Result<&L::User> {
+        self.user().ok_or(Error::NotAuthenticated)
     }
 }

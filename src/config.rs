@@ -1,6 +1,16 @@
-//! Settings with secure defaults: session protection and cookie attributes.
+//! Settings with secure defaults: session protection, cookie attributes, how one login is
+//! made ([`LoginOptions`]), and the non-generic [`Settings`] of a
+//! [`LoginManager`](crate::LoginManager) — views, timeouts, listeners, the unauthorized
+//! handler. Not generic over the loader, so that the guards render a refusal from them
+//! without knowing the user type, and the request context hands them a
+//! [`Reason`](crate::guard::Reason) as plain data.
 
+use std::{fmt, sync::Arc};
+
+use axum::response::Response;
 use cookie::{Cookie, SameSite};
+
+use crate::{events::AuthEvent, rejection::Rejection, Duration};
 
 /// Flask-Login's `session_protection`: what happens when a logged-in session is used from a
 /// client whose identifier (a digest of the client address and `User-Agent`) differs from
@@ -106,5 +116,129 @@ impl CookieOptions {
         let mut cookie = self.build(String::new(), time::Duration::ZERO);
         cookie.make_removal();
         cookie
+    }
+}
+
+/// How [`AuthSession::login_user`](crate::AuthSession::login_user) logs a user in (Flask-Login's `login_user` arguments).
+///
+/// ```
+/// use login_manager::{Duration, LoginOptions};
+///
+/// let options = LoginOptions::new().remember(true).duration(Duration::days(7));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginOptions {
+    pub(crate) remember: bool,
+    pub(crate) duration: Option<Duration>,
+    pub(crate) force: bool,
+    pub(crate) fresh: bool,
+}
+
+impl Default for LoginOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LoginOptions {
+    /// A fresh login, not remembered, refusing inactive users.
+    pub fn new() -> Self {
+        Self {
+            remember: false,
+            duration: None,
+            force: false,
+            fresh: true,
+        }
+    }
+
+    /// Also set a remember-me cookie (needs [`LoginManager::remember`](crate::LoginManager::remember)).
+    pub fn remember(mut self, remember: bool) -> Self {
+        self.remember = remember;
+        self
+    }
+
+    /// How long this login's remember-me token lives, instead of the configured duration.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = Some(duration);
+        self
+    }
+
+    /// Log the user in even when `is_active()` is false.
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Whether the login counts as fresh (default `true`: the password was just checked).
+    pub fn fresh(mut self, fresh: bool) -> Self {
+        self.fresh = fresh;
+        self
+    }
+}
+
+type Listener = Arc<dyn Fn(&AuthEvent) + Send + Sync>;
+type UnauthorizedHandler = Arc<dyn Fn(Rejection) -> Response + Send + Sync>;
+
+/// The login settings shared by every request (see the builder methods of
+/// [`LoginManager`](crate::LoginManager) for what each means and its default).
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub login_view: String,
+    pub refresh_view: Option<String>,
+    pub protection: SessionProtection,
+    pub idle_timeout: Option<Duration>,
+    pub absolute_timeout: Option<Duration>,
+    pub fresh_max_age: Option<Duration>,
+    /// Bound on every session-store, remember-store and loader call.
+    pub store_timeout: std::time::Duration,
+    pub clear_site_data: bool,
+    pub listeners: Vec<Listener>,
+    pub unauthorized_handler: Option<UnauthorizedHandler>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            login_view: "/login".to_owned(),
+            refresh_view: None,
+            protection: SessionProtection::default(),
+            idle_timeout: Some(Duration::minutes(30)),
+            absolute_timeout: Some(Duration::hours(12)),
+            fresh_max_age: None,
+            store_timeout: std::time::Duration::from_secs(5),
+            clear_site_data: false,
+            listeners: Vec::new(),
+            unauthorized_handler: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Logs `event` with `tracing` (security-relevant ones as warnings) and calls every
+    /// listener.
+    pub fn emit(&self, event: AuthEvent) {
+        if event.is_security_relevant() {
+            tracing::warn!(event = ?event, "auth event");
+        } else {
+            tracing::info!(event = ?event, "auth event");
+        }
+        for listener in &self.listeners {
+            listener(&event);
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("login_view", &self.login_view)
+            .field("refresh_view", &self.refresh_view)
+            .field("protection", &self.protection)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("absolute_timeout", &self.absolute_timeout)
+            .field("fresh_max_age", &self.fresh_max_age)
+            .field("store_timeout", &self.store_timeout)
+            .field("listeners", &self.listeners.len())
+            .finish_non_exhaustive()
     }
 }

@@ -7,8 +7,8 @@
 //! fuzzed directly.
 
 use crate::{
-    context::{self, AuthRecord, AuthState, Source},
     password::werkzeug,
+    record::{self, AuthRecord, AuthState, Source},
     Duration,
 };
 
@@ -44,7 +44,7 @@ pub fn decode_auth_record(bytes: &[u8]) -> bool {
 }
 
 fn check_record(record: &AuthRecord) {
-    let now = context::now();
+    let now = record::now();
     for absolute in TIMEOUTS {
         for idle in TIMEOUTS {
             std::hint::black_box(record.expiry(now, absolute, idle));

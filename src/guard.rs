@@ -1,6 +1,7 @@
 //! Guards: [`LoginRequired`] / [`FreshLoginRequired`] extractors, the route layers
 //! [`login_required`], [`fresh_login_required`] and [`permission_required`], and what they
-//! answer when the request does not pass ([`Rejection`]).
+//! answer when the request does not pass ([`Rejection`]), rendered from the manager's
+//! settings and the [`Reason`] the request context returned.
 
 use std::{
     any::type_name,
@@ -14,157 +15,31 @@ use std::{
 use axum::{
     extract::{FromRequestParts, OriginalUri},
     response::{IntoResponse, Response},
-    Json,
 };
-use http::{header, request::Parts, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http::{request::Parts, Method, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
+pub use crate::rejection::{Client, Reason, Rejection};
 use crate::{
-    context::{DynAuthHandle, Requirement},
+    config::Settings,
+    context::{DynAuth, DynAuthHandle, Requirement},
     events::AuthEvent,
     redirect::{login_url, LoginViewOverride},
-    AuthUser, Error, LoginManager, UserLoader,
+    AuthUser, Error,
 };
 
-/// Why a guard refused a request.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Reason {
-    /// Nobody is logged in.
-    LoginRequired,
-    /// The user is logged in, but the login is not fresh (restored from a remember-me cookie,
-    /// or marked stale by session protection).
-    FreshLoginRequired {
-        /// The user.
-        user_id: String,
-    },
-    /// The user is logged in but lacks a permission.
-    Forbidden {
-        /// The user.
-        user_id: String,
-        /// The permission the route requires.
-        permission: String,
-    },
-    /// The login state could not be determined (store or loader failure): never a login.
-    Unavailable(Error),
-}
-
-/// Who is asking, which decides the shape of the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Client {
-    /// A browser navigating: redirects.
-    Browser,
-    /// A script that wants JSON (`Accept` prefers `application/json`, or
-    /// `X-Requested-With: XMLHttpRequest`): status codes and a JSON body.
-    Json,
-    /// htmx (`HX-Request`): an `HX-Redirect` header.
-    Htmx,
-}
-
-impl Client {
-    /// Classifies a request by its headers.
-    pub fn of(headers: &HeaderMap) -> Self {
-        if headers.contains_key("hx-request") {
-            return Client::Htmx;
-        }
-        let xhr = headers
-            .get("x-requested-with")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
-        if xhr || prefers_json(headers) {
-            Client::Json
-        } else {
-            Client::Browser
-        }
-    }
-}
-
-/// Whether `Accept` ranks `application/json` above `text/html`.
-fn prefers_json(headers: &HeaderMap) -> bool {
-    let mut json_q = 0.0f32;
-    let mut html_q = 0.0f32;
-    let ranges = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','));
-    for range in ranges {
-        let mut params = range.split(';');
-        let media = params.next().unwrap_or("").trim().to_ascii_lowercase();
-        let q = params
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.parse::<f32>().ok())
-            .unwrap_or(1.0);
-        match media.as_str() {
-            "application/json" => json_q = json_q.max(q),
-            "text/html" => html_q = html_q.max(q),
-            _ => {}
-        }
-    }
-    json_q > 0.0 && json_q > html_q
-}
-
-/// A refused request, given to the app's
-/// [`unauthorized_handler`](LoginManager::unauthorized_handler).
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Rejection {
-    /// Why.
-    pub reason: Reason,
-    /// The request method.
-    pub method: Method,
-    /// The request's path and query (never a scheme or host, whatever the request line said).
-    pub path_and_query: String,
-    /// Where a browser should go: the login (or refresh) view, with a `next` back to this
-    /// page for GET and HEAD requests.
-    pub redirect_to: String,
-    /// Who is asking.
-    pub client: Client,
-}
-
-impl Rejection {
-    /// The library's answer: `303` to [`redirect_to`](Self::redirect_to) for browsers (never
-    /// 307, which would re-send a form), `401` JSON for scripts, `HX-Redirect` for htmx,
-    /// `403` for a missing permission, `503` when the state could not be determined.
-    pub fn into_default_response(self) -> Response {
-        let (status, error) = match &self.reason {
-            Reason::Unavailable(_) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service temporarily unavailable.",
-                )
-                    .into_response()
-            }
-            Reason::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
-            Reason::LoginRequired => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Reason::FreshLoginRequired { .. } => {
-                (StatusCode::UNAUTHORIZED, "reauthentication_required")
-            }
-        };
-        let body = Json(serde_json::json!({ "error": error }));
-        match self.client {
-            Client::Json => (status, body).into_response(),
-            _ if status == StatusCode::FORBIDDEN => (status, "Forbidden.").into_response(),
-            Client::Htmx => {
-                let location = HeaderValue::from_str(&self.redirect_to)
-                    .unwrap_or(HeaderValue::from_static("/"));
-                (status, [("hx-redirect", location)], body).into_response()
-            }
-            Client::Browser => {
-                let location = HeaderValue::from_str(&self.redirect_to)
-                    .unwrap_or(HeaderValue::from_static("/"));
-                (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
-            }
-        }
+/// The answer to a refused request: the app's `unauthorized_handler` or the default, and the
+/// matching event. A wiring mistake (a missing layer) says what to fix rather than 503.
+fn refuse(settings: &Settings, parts: &Parts, reason: Reason) -> Response {
+    match reason {
+        Reason::Unavailable(err) if !err.is_unavailable() => err.into_response(),
+        reason => render(settings, parts, reason),
     }
 }
 
 /// Builds the answer to a refused request, emitting the matching event.
-pub(crate) fn rejection_response<L: UserLoader>(
-    manager: &LoginManager<L>,
-    parts: &Parts,
-    reason: Reason,
-) -> Response {
+fn render(settings: &Settings, parts: &Parts, reason: Reason) -> Response {
     let uri = parts
         .extensions
         .get::<OriginalUri>()
@@ -177,25 +52,25 @@ pub(crate) fn rejection_response<L: UserLoader>(
     let login_view = parts
         .extensions
         .get::<LoginViewOverride>()
-        .map_or(manager.login_view.as_str(), |view| view.0.as_str());
+        .map_or(settings.login_view.as_str(), |view| view.0.as_str());
     let view = match &reason {
-        Reason::FreshLoginRequired { .. } => manager.refresh_view.as_deref().unwrap_or(login_view),
+        Reason::FreshLoginRequired { .. } => settings.refresh_view.as_deref().unwrap_or(login_view),
         _ => login_view,
     };
     let with_next = matches!(parts.method, Method::GET | Method::HEAD);
     let redirect_to = login_url(view, with_next.then_some(path_and_query.as_str()));
     match &reason {
-        Reason::LoginRequired => manager.emit(AuthEvent::Unauthorized {
+        Reason::LoginRequired => settings.emit(AuthEvent::Unauthorized {
             path: uri.path().to_owned(),
         }),
-        Reason::FreshLoginRequired { user_id } => manager.emit(AuthEvent::NeedsRefresh {
+        Reason::FreshLoginRequired { user_id } => settings.emit(AuthEvent::NeedsRefresh {
             user_id: user_id.clone(),
             path: uri.path().to_owned(),
         }),
         Reason::Forbidden {
             user_id,
             permission,
-        } => manager.emit(AuthEvent::Forbidden {
+        } => settings.emit(AuthEvent::Forbidden {
             user_id: user_id.clone(),
             permission: permission.clone(),
         }),
@@ -210,7 +85,7 @@ pub(crate) fn rejection_response<L: UserLoader>(
         redirect_to,
         client: Client::of(&parts.headers),
     };
-    match &manager.unauthorized_handler {
+    match &settings.unauthorized_handler {
         Some(handler) => handler(rejection),
         None => rejection.into_default_response(),
     }
@@ -223,7 +98,11 @@ async fn require<U: AuthUser>(parts: &Parts, requirement: Requirement<'_>) -> Re
         .get::<DynAuthHandle>()
         .cloned()
         .ok_or_else(|| Error::MissingLoginManagerLayer.into_response())?;
-    let user = handle.0.require(parts, requirement).await?;
+    let context: &dyn DynAuth = &*handle.0;
+    let user = context
+        .require(parts, requirement)
+        .await
+        .map_err(|reason| refuse(context.settings(), parts, reason))?;
     user.downcast::<U>().map(|user| *user).map_err(|_| {
         Error::Config(format!(
             "`{}` is not the user type of the `LoginManager`'s loader",
@@ -257,7 +136,7 @@ impl<S: Send + Sync, U: AuthUser> FromRequestParts<S> for LoginRequired<U> {
 }
 
 /// Like [`LoginRequired`], but also refuses logins that are not fresh (restored from a
-/// remember-me cookie, or past [`fresh_max_age`](LoginManager::fresh_max_age)), sending
+/// remember-me cookie, or past [`fresh_max_age`](crate::LoginManager::fresh_max_age)), sending
 /// browsers to the refresh view (Flask-Login's `fresh_login_required`).
 ///
 /// ```
@@ -326,7 +205,7 @@ pub fn fresh_login_required() -> RequireLayer {
 }
 
 /// Route layer: a logged-in user with `permission` (from
-/// [`UserLoader::permissions`]) is required; others get 403,
+/// [`UserLoader::permissions`](crate::UserLoader::permissions)) is required; others get 403,
 /// anonymous requests the login redirect.
 ///
 /// ```
@@ -404,7 +283,7 @@ where
             };
             match handle.0.require(&parts, requirement).await {
                 Ok(_) => inner.call(Request::from_parts(parts, body)).await,
-                Err(response) => Ok(response),
+                Err(reason) => Ok(refuse(handle.0.settings(), &parts, reason)),
             }
         })
     }

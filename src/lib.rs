@@ -175,6 +175,7 @@
 //! | `sessions-sqlite`, `sessions-postgres`, `sessions-redis`, `sessions-file`, `sessions-cookie` | [`session_backend`]: the session layer from one URL, the Flask-Session way |
 
 mod auth_session;
+mod client;
 pub mod config;
 mod context;
 pub mod csrf;
@@ -188,7 +189,9 @@ mod loader;
 mod login;
 mod manager;
 pub mod password;
+mod record;
 pub mod redirect;
+mod rejection;
 pub mod remember;
 pub mod session_backend;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
@@ -196,11 +199,12 @@ pub mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod throttle;
+mod timeout;
 mod user;
 
 pub use async_trait::async_trait;
-pub use auth_session::{AuthSession, LoginOptions};
-pub use config::{CookieOptions, SessionProtection};
+pub use auth_session::AuthSession;
+pub use config::{CookieOptions, LoginOptions, SessionProtection};
 pub use csrf::CrossOriginProtection;
 pub use error::{BoxError, Error, Result};
 pub use events::AuthEvent;

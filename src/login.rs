@@ -52,7 +52,7 @@ use async_trait::async_trait;
 use cookie::Cookie;
 
 use crate::{
-    context::loader_call, throttle::LoginAttempt, AuthSession, AuthUser, Error, LoginOptions,
+    throttle::LoginAttempt, timeout::loader_call, AuthSession, AuthUser, Error, LoginOptions,
     LoginThrottle, PasswordHasher, Result, UserLoader,
 };
 

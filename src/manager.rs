@@ -15,15 +15,13 @@ use tower_service::Service;
 use tower_sessions::Session;
 
 use crate::{
-    context::{AuthContext, DynAuthHandle},
+    config::Settings,
+    context::{AuthContext, Core, DynAuthHandle},
     events::AuthEvent,
     guard::Rejection,
     remember::Remember,
     Duration, SessionProtection, UserLoader,
 };
-
-type Listener = Arc<dyn Fn(&AuthEvent) + Send + Sync>;
-type UnauthorizedHandler = Arc<dyn Fn(Rejection) -> Response + Send + Sync>;
 
 /// Flask-Login's `LoginManager`: the user loader plus every login setting.
 ///
@@ -54,35 +52,17 @@ type UnauthorizedHandler = Arc<dyn Fn(Rejection) -> Response + Send + Sync>;
 ///     .layer(SessionManagerLayer::new(MemoryStore::default()));
 /// ```
 pub struct LoginManager<L: UserLoader> {
-    pub(crate) loader: L,
-    pub(crate) login_view: String,
-    pub(crate) refresh_view: Option<String>,
-    pub(crate) protection: SessionProtection,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) absolute_timeout: Option<Duration>,
-    pub(crate) fresh_max_age: Option<Duration>,
-    pub(crate) timeout: std::time::Duration,
-    pub(crate) remember: Option<Remember>,
-    pub(crate) clear_site_data: bool,
-    listeners: Vec<Listener>,
-    pub(crate) unauthorized_handler: Option<UnauthorizedHandler>,
+    loader: L,
+    settings: Settings,
+    remember: Option<Remember>,
 }
 
 impl<L: UserLoader> Clone for LoginManager<L> {
     fn clone(&self) -> Self {
         Self {
             loader: self.loader.clone(),
-            login_view: self.login_view.clone(),
-            refresh_view: self.refresh_view.clone(),
-            protection: self.protection,
-            idle_timeout: self.idle_timeout,
-            absolute_timeout: self.absolute_timeout,
-            fresh_max_age: self.fresh_max_age,
-            timeout: self.timeout,
+            settings: self.settings.clone(),
             remember: self.remember.clone(),
-            clear_site_data: self.clear_site_data,
-            listeners: self.listeners.clone(),
-            unauthorized_handler: self.unauthorized_handler.clone(),
         }
     }
 }
@@ -90,15 +70,8 @@ impl<L: UserLoader> Clone for LoginManager<L> {
 impl<L: UserLoader> fmt::Debug for LoginManager<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoginManager")
-            .field("login_view", &self.login_view)
-            .field("refresh_view", &self.refresh_view)
-            .field("protection", &self.protection)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("absolute_timeout", &self.absolute_timeout)
-            .field("fresh_max_age", &self.fresh_max_age)
-            .field("timeout", &self.timeout)
+            .field("settings", &self.settings)
             .field("remember", &self.remember.is_some())
-            .field("listeners", &self.listeners.len())
             .finish_non_exhaustive()
     }
 }
@@ -110,37 +83,28 @@ impl<L: UserLoader> LoginManager<L> {
     pub fn new(loader: L) -> Self {
         Self {
             loader,
-            login_view: "/login".to_owned(),
-            refresh_view: None,
-            protection: SessionProtection::default(),
-            idle_timeout: Some(Duration::minutes(30)),
-            absolute_timeout: Some(Duration::hours(12)),
-            fresh_max_age: None,
-            timeout: std::time::Duration::from_secs(5),
+            settings: Settings::default(),
             remember: None,
-            clear_site_data: false,
-            listeners: Vec::new(),
-            unauthorized_handler: None,
         }
     }
 
     /// Where guards send anonymous browsers (Flask-Login's `login_view`). A sub-router can
     /// override it with [`LoginView`](crate::LoginView).
     pub fn login_view(mut self, path: impl Into<String>) -> Self {
-        self.login_view = path.into();
+        self.settings.login_view = path.into();
         self
     }
 
     /// Where [`FreshLoginRequired`](crate::FreshLoginRequired) sends sessions that are not
     /// fresh (Flask-Login's `refresh_view`); defaults to the login view.
     pub fn refresh_view(mut self, path: impl Into<String>) -> Self {
-        self.refresh_view = Some(path.into());
+        self.settings.refresh_view = Some(path.into());
         self
     }
 
     /// What happens when a session is used by another client (default Basic).
     pub fn session_protection(mut self, protection: SessionProtection) -> Self {
-        self.protection = protection;
+        self.settings.protection = protection;
         self
     }
 
@@ -148,35 +112,35 @@ impl<L: UserLoader> LoginManager<L> {
     /// library enforces it from its own record, refreshing it at most every quarter of the
     /// timeout: it does not rely on the session store's expiry, which plain reads do not extend.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = Some(timeout);
+        self.settings.idle_timeout = Some(timeout);
         self
     }
 
     /// Logs a session out this long after the login, however active (default 12 hours).
     pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
-        self.absolute_timeout = Some(timeout);
+        self.settings.absolute_timeout = Some(timeout);
         self
     }
 
     /// Turns off the idle and absolute timeouts (sessions then last as long as the session
     /// store keeps them).
     pub fn without_timeouts(mut self) -> Self {
-        self.idle_timeout = None;
-        self.absolute_timeout = None;
+        self.settings.idle_timeout = None;
+        self.settings.absolute_timeout = None;
         self
     }
 
     /// A login stays fresh only this long after the last password check (default: for the
     /// whole session).
     pub fn fresh_max_age(mut self, max_age: Duration) -> Self {
-        self.fresh_max_age = Some(max_age);
+        self.settings.fresh_max_age = Some(max_age);
         self
     }
 
     /// Timeout for each session-store, remember-store and loader call (default 5 s): a hung
     /// database answers 503 instead of hanging the request.
     pub fn store_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.timeout = timeout;
+        self.settings.store_timeout = timeout;
         self
     }
 
@@ -190,14 +154,14 @@ impl<L: UserLoader> LoginManager<L> {
     /// every cookie of the site, including ones the app set itself. Off by default because it
     /// also drops cookies unrelated to the login (preferences, consent).
     pub fn clear_site_data_on_logout(mut self, on: bool) -> Self {
-        self.clear_site_data = on;
+        self.settings.clear_site_data = on;
         self
     }
 
     /// Calls `listener` for every [`AuthEvent`] (Flask-Login's signals). Events are also
     /// logged with `tracing`.
     pub fn on_event(mut self, listener: impl Fn(&AuthEvent) + Send + Sync + 'static) -> Self {
-        self.listeners.push(Arc::new(listener));
+        self.settings.listeners.push(Arc::new(listener));
         self
     }
 
@@ -207,7 +171,7 @@ impl<L: UserLoader> LoginManager<L> {
         mut self,
         handler: impl Fn(Rejection) -> Response + Send + Sync + 'static,
     ) -> Self {
-        self.unauthorized_handler = Some(Arc::new(handler));
+        self.settings.unauthorized_handler = Some(Arc::new(handler));
         self
     }
 
@@ -219,38 +183,31 @@ impl<L: UserLoader> LoginManager<L> {
     /// The layer to add to the router, inside the `SessionManagerLayer`.
     pub fn into_layer(self) -> LoginManagerLayer<L> {
         LoginManagerLayer {
-            manager: Arc::new(self),
-        }
-    }
-
-    pub(crate) fn emit(&self, event: AuthEvent) {
-        if event.is_security_relevant() {
-            tracing::warn!(event = ?event, "auth event");
-        } else {
-            tracing::info!(event = ?event, "auth event");
-        }
-        for listener in &self.listeners {
-            listener(&event);
+            core: Arc::new(Core {
+                loader: self.loader,
+                settings: self.settings,
+                remember: self.remember,
+            }),
         }
     }
 }
 
 /// The layer made by [`LoginManager::into_layer`].
 pub struct LoginManagerLayer<L: UserLoader> {
-    manager: Arc<LoginManager<L>>,
+    core: Arc<Core<L>>,
 }
 
 impl<L: UserLoader> Clone for LoginManagerLayer<L> {
     fn clone(&self) -> Self {
         Self {
-            manager: self.manager.clone(),
+            core: self.core.clone(),
         }
     }
 }
 
 impl<L: UserLoader> fmt::Debug for LoginManagerLayer<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.manager.fmt(f)
+        self.core.settings.fmt(f)
     }
 }
 
@@ -260,7 +217,7 @@ impl<S, L: UserLoader> Layer<S> for LoginManagerLayer<L> {
     fn layer(&self, inner: S) -> Self::Service {
         LoginManagerService {
             inner,
-            manager: self.manager.clone(),
+            core: self.core.clone(),
         }
     }
 }
@@ -268,14 +225,14 @@ impl<S, L: UserLoader> Layer<S> for LoginManagerLayer<L> {
 /// The service made by [`LoginManagerLayer`].
 pub struct LoginManagerService<S, L: UserLoader> {
     inner: S,
-    manager: Arc<LoginManager<L>>,
+    core: Arc<Core<L>>,
 }
 
 impl<S: Clone, L: UserLoader> Clone for LoginManagerService<S, L> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            manager: self.manager.clone(),
+            core: self.core.clone(),
         }
     }
 }
@@ -304,7 +261,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let session = req.extensions().get::<Session>().cloned();
-        let context = Arc::new(AuthContext::new(self.manager.clone(), session));
+        let context = Arc::new(AuthContext::new(self.core.clone(), session));
         req.extensions_mut().insert(DynAuthHandle(context.clone()));
         let response = self.inner.call(req);
         Box::pin(async move {
@@ -324,7 +281,7 @@ fn finish_response<L: UserLoader>(context: &AuthContext<L>, response: &mut Respo
             headers.append(header::SET_COOKIE, value);
         }
     }
-    if context.was_logged_out() && context.manager.clear_site_data {
+    if context.was_logged_out() && context.settings().clear_site_data {
         headers.insert(
             HeaderName::from_static("clear-site-data"),
             HeaderValue::from_static("\"cookies\""),

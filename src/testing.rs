@@ -24,7 +24,7 @@ use http::HeaderValue;
 use tower_sessions::{Session, SessionStore};
 
 use crate::{
-    context::{AuthRecord, AUTH_KEY},
+    record::{AuthRecord, AUTH_KEY},
     remember::RememberToken,
     AuthUser, Error, Result,
 };

@@ -176,11 +176,14 @@ impl Harness {
         request.extensions_mut().insert(ConnectInfo(peer));
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
+        // The session cookie (tower-sessions' default name `id`); a login also sets `device`.
         let cookie = response
             .headers()
-            .get(http::header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|pair| pair.starts_with("id="))
             .unwrap_or_default()
             .to_owned();
         let body = response.into_body().collect().await.unwrap().to_bytes();

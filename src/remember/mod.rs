@@ -16,7 +16,6 @@ use cookie::Cookie;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
-use tower_sessions::Session;
 
 mod store;
 pub(crate) mod token;
@@ -25,13 +24,8 @@ pub use store::{MemoryRememberStore, RememberStore, RememberToken, Rotation};
 pub use token::{parse_token, ParsedToken, ValidatorHash};
 
 use crate::{
-    config::CookieOptions,
-    context::{
-        digest_matches, loader_call, timed, AuthContext, AuthRecord, AuthState, RequestInfo,
-        Source, AUTH_KEY,
-    },
-    events::AuthEvent,
-    AuthUser, Duration, Error, Result, UserLoader,
+    config::CookieOptions, record::auth_hash_digest, timeout::timed, AuthUser, Duration, Error,
+    Result,
 };
 
 const USER_AGENT_LABEL_CHARS: usize = 120;
@@ -89,10 +83,30 @@ pub struct RememberDevice {
     pub current: bool,
 }
 
-pub(crate) enum RestoreOutcome<U> {
-    Restored(AuthState<U>),
-    /// No usable token: the cookie is to be expired.
+// Returned once per restore and matched at once, never stored: boxing would only add an
+// allocation.
+#[allow(clippy::large_enum_variant)]
+/// What a presented remember cookie is worth. The caller loads the user, checks it against
+/// `auth_hash`, writes the session and emits the events: this service only keeps tokens.
+pub(crate) enum Restore {
+    /// A live token (rotated now, or a grace-window replay of the previous validator).
+    Valid {
+        /// The token's selector, to forget it when its user no longer qualifies.
+        selector: String,
+        /// The user's key (see [`user_key`]).
+        user_key: String,
+        /// The auth-hash digest the token was minted under.
+        auth_hash: String,
+        /// The rotated cookie for the browser; `None` for a grace-window replay.
+        cookie: Option<Cookie<'static>>,
+    },
+    /// Unknown, malformed, expired or lost a rotation race: expire the cookie.
     Rejected,
+    /// A rotated-out validator past the grace window: every token of the user was revoked.
+    Stolen {
+        /// The user's key (see [`user_key`]).
+        user_key: String,
+    },
 }
 
 impl Remember {
@@ -160,6 +174,11 @@ impl Remember {
         self.cookie(cookie)
     }
 
+    /// The cookie's name in requests (with the `__Host-` prefix when set).
+    pub(crate) fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
     /// The token store.
     pub fn store(&self) -> &Arc<dyn RememberStore> {
         &self.store
@@ -182,7 +201,7 @@ impl Remember {
             previous_hash: None,
             rotated_at: None,
             user_id: user_key(user)?,
-            auth_hash: crate::context::auth_hash_digest(user.session_auth_hash()),
+            auth_hash: auth_hash_digest(user.session_auth_hash()),
             created_at: now,
             last_used_at: now,
             expires_at: now + lifetime,
@@ -214,28 +233,25 @@ impl Remember {
         Ok(())
     }
 
-    /// Step 2b of the life-cycle: a request without a logged-in session but with a cookie.
-    pub(crate) async fn restore<L: UserLoader>(
+    /// Step 2b of the life-cycle: checks the cookie of a request without a logged-in
+    /// session, rotating its validator (or, past the grace window, revoking the user's tokens).
+    pub(crate) async fn restore(
         &self,
-        context: &AuthContext<L>,
-        session: &Session,
+        limit: std::time::Duration,
         cookie_value: &str,
-        info: &RequestInfo,
-    ) -> Result<RestoreOutcome<L::User>> {
+    ) -> Result<Restore> {
         let Some(presented) = parse_token(cookie_value) else {
-            return Ok(RestoreOutcome::Rejected);
+            return Ok(Restore::Rejected);
         };
-        let manager = &context.manager;
-        let limit = manager.timeout;
         let store = &self.store;
         let Some(token) = timed(limit, "remember store", store.find(&presented.selector)).await?
         else {
-            return Ok(RestoreOutcome::Rejected);
+            return Ok(Restore::Rejected);
         };
         let now = OffsetDateTime::now_utc();
         if token.expires_at <= now {
             timed(limit, "remember store", store.delete(&token.selector)).await?;
-            return Ok(RestoreOutcome::Rejected);
+            return Ok(Restore::Rejected);
         }
 
         let mut new_cookie = None;
@@ -264,7 +280,7 @@ impl Remember {
                 // A parallel request rotated first: ours is now a grace-window replay.
                 let rotated = timed(limit, "remember store", store.find(&token.selector)).await?;
                 if !rotated.is_some_and(|t| self.in_grace(&t, &presented, now)) {
-                    return Ok(RestoreOutcome::Rejected);
+                    return Ok(Restore::Rejected);
                 }
             }
         } else if !self.in_grace(&token, &presented, now) {
@@ -275,42 +291,16 @@ impl Remember {
             )
             .await?;
             tracing::warn!(user_id = %token.user_id, revoked, "remember-me token replayed");
-            manager.emit(AuthEvent::RememberTheftDetected {
-                user_id: display_user_key(&token.user_id),
+            return Ok(Restore::Stolen {
+                user_key: token.user_id,
             });
-            return Ok(RestoreOutcome::Rejected);
         }
-
-        let user = match serde_json::from_str(&token.user_id) {
-            Ok(id) => loader_call(limit, manager.loader.load_user(&id)).await?,
-            Err(_) => None,
-        };
-        let Some(user) = user
-            .filter(|u| u.is_active() && digest_matches(&token.auth_hash, u.session_auth_hash()))
-        else {
-            timed(limit, "remember store", store.delete(&token.selector)).await?;
-            return Ok(RestoreOutcome::Rejected);
-        };
-
-        // A new session id for the restored login, marked not fresh, and carrying the
-        // protection identifier (Flask-Login #685: Strong mode must not log it out).
-        if session.id().is_some() {
-            timed(limit, "session store", session.cycle_id()).await?;
-        }
-        let mut record = AuthRecord::new(&user, false, info.protection_id.clone())?;
-        record.remembered = true;
-        timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
-        if let Some(cookie) = new_cookie {
-            context.queue_cookie(cookie);
-        }
-        manager.emit(AuthEvent::LoadedFromRemember {
-            user_id: user.id().to_string(),
-        });
-        Ok(RestoreOutcome::Restored(AuthState {
-            user: Some(user),
-            record: Some(record),
-            source: Source::Remember,
-        }))
+        Ok(Restore::Valid {
+            selector: token.selector,
+            user_key: token.user_id,
+            auth_hash: token.auth_hash,
+            cookie: new_cookie,
+        })
     }
 
     fn in_grace(
@@ -325,24 +315,25 @@ impl Remember {
         previous_matches && token.rotated_at.is_some_and(|at| now - at <= self.grace)
     }
 
-    /// Deletes the token named by this request's cookie, and expires the cookie.
-    pub(crate) async fn forget_cookie<L: UserLoader>(
+    /// Deletes the token named by `cookie_value` (a remember cookie), if it names one.
+    pub(crate) async fn forget(
         &self,
-        context: &AuthContext<L>,
-        info: &RequestInfo,
+        limit: std::time::Duration,
+        cookie_value: &str,
     ) -> Result<()> {
-        if let Some(value) = &info.remember_cookie {
-            if let Some(presented) = parse_token(value) {
-                timed(
-                    context.manager.timeout,
-                    "remember store",
-                    self.store.delete(&presented.selector),
-                )
-                .await?;
-            }
-            context.queue_cookie(self.cookie.removal());
+        match parse_token(cookie_value) {
+            Some(presented) => self.forget_selector(limit, &presented.selector).await,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Deletes the token with this selector.
+    pub(crate) async fn forget_selector(
+        &self,
+        limit: std::time::Duration,
+        selector: &str,
+    ) -> Result<()> {
+        timed(limit, "remember store", self.store.delete(selector)).await
     }
 
     /// Every unexpired token of `user`, as devices.
@@ -350,13 +341,9 @@ impl Remember {
         &self,
         limit: std::time::Duration,
         user: &U,
-        info: &RequestInfo,
+        current_cookie: Option<&str>,
     ) -> Result<Vec<RememberDevice>> {
-        let current = info
-            .remember_cookie
-            .as_deref()
-            .and_then(parse_token)
-            .map(|t| t.selector);
+        let current = current_cookie.and_then(parse_token).map(|t| t.selector);
         let now = OffsetDateTime::now_utc();
         let tokens = timed(
             limit,
@@ -422,7 +409,7 @@ pub(crate) fn user_key<U: AuthUser>(user: &U) -> Result<String> {
 }
 
 /// A user key in the `Display` form events use (`"alice"` → `alice`).
-fn display_user_key(key: &str) -> String {
+pub(crate) fn display_user_key(key: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(key) {
         Ok(serde_json::Value::String(s)) => s,
         _ => key.to_owned(),

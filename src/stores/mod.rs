@@ -101,7 +101,7 @@ pub(crate) async fn bounded<T, E>(
 where
     E: Into<BoxError>,
 {
-    crate::context::timed(limit, what, async {
+    crate::timeout::timed(limit, what, async {
         call.await.map_err(|e| Error::Store(e.into()))
     })
     .await

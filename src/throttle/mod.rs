@@ -97,12 +97,11 @@ mod store;
 
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use http::request::Parts;
 use sha2::{Digest, Sha256};
 
@@ -110,6 +109,8 @@ pub use device::LoginAttempt;
 pub use memory::MemoryThrottleStore;
 pub use store::{ThrottleEntry, ThrottleStore};
 
+use crate::client::canonical;
+pub use crate::client::{client_addr, PeerInfo};
 use crate::{CookieOptions, Error, Result};
 
 /// Default number of failures that locks an account.
@@ -290,7 +291,7 @@ impl LoginThrottle {
             && !self.inner.proxy_warned.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
-                peer = ?peer.peer,
+                peer = ?peer,
                 "login throttle: requests carry X-Forwarded-For but no trusted proxy is \
                  configured, so every client behind the proxy counts as the proxy's address. \
                  List your reverse proxies with `LoginThrottle::trusted_proxies(vec![...])`; \
@@ -498,128 +499,11 @@ fn address_key(addr: IpAddr) -> String {
     }
 }
 
-/// Maps IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4
-/// peers) to plain IPv4, so one client has one key and matches its trusted-proxy entry.
-fn canonical(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 /// `Retry-After` is in whole seconds: round up, so a client that waits that long is not
 /// refused again, and never say 0.
 fn round_up_to_secs(d: Duration) -> Duration {
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     Duration::from_secs(secs.max(1))
-}
-
-/// The client's IP address for a request.
-///
-/// The address is the socket peer from axum's [`ConnectInfo<SocketAddr>`](ConnectInfo)
-/// (serve the app with `into_make_service_with_connect_info::<SocketAddr>()`); without it the
-/// answer is `None` and only per-account limits apply. When the peer is one of
-/// `trusted_proxies`, the `X-Forwarded-For` header is read from the right, skipping trusted
-/// proxies, and the first untrusted entry is the client: entries further left were written by
-/// the client itself and can be forged. An unparsable entry, or a header that is not text,
-/// makes the function fall back to the socket peer. From an untrusted peer the header is
-/// ignored. IPv4-mapped IPv6 addresses are reported as IPv4.
-///
-/// # Example
-///
-/// ```
-/// use std::net::{IpAddr, SocketAddr};
-/// use axum::extract::ConnectInfo;
-/// use login_manager::throttle::client_addr;
-///
-/// let proxy: IpAddr = "10.0.0.2".parse().unwrap();
-/// let (mut parts, ()) = http::Request::builder()
-///     .header("x-forwarded-for", "1.1.1.1, 203.0.113.7")
-///     .body(())
-///     .unwrap()
-///     .into_parts();
-/// parts
-///     .extensions
-///     .insert(ConnectInfo(SocketAddr::new(proxy, 443)));
-///
-/// assert_eq!(client_addr(&parts, &[proxy]), Some("203.0.113.7".parse().unwrap()));
-/// assert_eq!(client_addr(&parts, &[]), Some(proxy));
-/// ```
-pub fn client_addr(parts: &Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-    PeerInfo::from_parts(parts).client_addr(trusted_proxies)
-}
-
-/// What a client address is derived from: the socket peer and the `X-Forwarded-For` list,
-/// captured from a request so that the address can be computed later (the login flow keeps
-/// it in [`AuthSession`](crate::AuthSession)).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerInfo {
-    peer: Option<IpAddr>,
-    /// `None` when any header line is not text: then only the peer is believed.
-    forwarded_for: Option<String>,
-}
-
-impl PeerInfo {
-    /// Whether the request had an `X-Forwarded-For` header (text or not).
-    fn carries_forwarded_for(&self) -> bool {
-        self.forwarded_for.as_deref() != Some("")
-    }
-
-    /// Reads the peer (`ConnectInfo<SocketAddr>`) and `X-Forwarded-For` of a request.
-    pub fn from_parts(parts: &Parts) -> Self {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| canonical(info.0.ip()));
-        // Several header lines form one list, in order (RFC 9110, section 5.3).
-        let forwarded_for = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|value| value.to_str().ok())
-            .collect::<Option<Vec<_>>>()
-            .map(|lines| lines.join(","));
-        Self {
-            peer,
-            forwarded_for,
-        }
-    }
-
-    /// The client's address, believing `X-Forwarded-For` only from `trusted_proxies`.
-    pub fn client_addr(&self, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-        let peer = self.peer?;
-        let is_trusted = |ip: IpAddr| trusted_proxies.iter().any(|&p| canonical(p) == ip);
-        if !is_trusted(peer) {
-            return Some(peer);
-        }
-        let Some(forwarded_for) = &self.forwarded_for else {
-            return Some(peer);
-        };
-        let mut client = peer;
-        for entry in forwarded_for.split(',').rev() {
-            let Some(ip) = parse_forwarded_ip(entry) else {
-                return Some(peer);
-            };
-            client = ip;
-            if !is_trusted(ip) {
-                break;
-            }
-        }
-        // When every entry is a trusted proxy, the left-most one is the closest thing to a
-        // client.
-        Some(client)
-    }
-}
-
-/// One `X-Forwarded-For` entry: an IP address, or one with a port (`1.2.3.4:5`,
-/// `[2001:db8::1]:5`), as some proxies write.
-fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
-    let ip = entry
-        .parse::<IpAddr>()
-        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
-        .ok()?;
-    Some(canonical(ip))
 }
 
 #[cfg(test)]
