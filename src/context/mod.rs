@@ -274,6 +274,12 @@ impl<L: UserLoader> AuthContext<L> {
                     return Ok(None);
                 }
             };
+        // The store has rotated the validator: the browser must get the new cookie even when
+        // what follows fails (a loader outage answers 503), or its next visit would present
+        // the rotated-out validator and, past the grace window, be taken for a thief.
+        if let Some(cookie) = new_cookie {
+            self.queue_cookie(cookie);
+        }
         let user = match serde_json::from_str(&user_key) {
             Ok(id) => loader_call(limit, self.core.loader.load_user(&id)).await?,
             Err(_) => None,
@@ -293,9 +299,6 @@ impl<L: UserLoader> AuthContext<L> {
         let mut record = AuthRecord::new(&user, false, facts.protection_id.clone())?;
         record.remembered = true;
         timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
-        if let Some(cookie) = new_cookie {
-            self.queue_cookie(cookie);
-        }
         settings.emit(AuthEvent::LoadedFromRemember {
             user_id: user.id().to_string(),
         });
