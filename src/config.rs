@@ -94,6 +94,15 @@ impl CookieOptions {
         }
     }
 
+    /// These settings as a cookie with an empty value and no `Max-Age`, exactly as a browser
+    /// gets them (the `__Host-` name, and with it `Secure`, `Path=/` and no `Domain`): how a
+    /// session layer built elsewhere (`login-manager-sessions`) applies them.
+    pub fn to_cookie(&self) -> Cookie<'static> {
+        let mut cookie = self.build(String::new(), time::Duration::ZERO);
+        cookie.set_max_age(None);
+        cookie
+    }
+
     /// A cookie with these attributes and `value`, kept for `max_age`.
     pub(crate) fn build(&self, value: String, max_age: time::Duration) -> Cookie<'static> {
         let mut builder = Cookie::build((self.cookie_name(), value))

@@ -161,8 +161,8 @@
 //! That's all: sessions get a new id at every login, logouts are server-side, `next` cannot
 //! point to another site, and a store failure answers 503 instead of logging anyone in. The
 //! guide in `docs/guide.md` covers remember-me, fresh logins, permissions, API tokens,
-//! throttling and deployment with Postgres or Redis. [`session_backend`] builds the session
-//! layer from one setting (`redis://…`, `postgres://…`, `file:…`, `cookie:`), like
+//! throttling and deployment with Postgres or Redis. The crate `login-manager-sessions` builds
+//! the session layer from one setting (`redis://…`, `postgres://…`, `file:…`, `cookie:`), like
 //! Flask-Session's `SESSION_TYPE`.
 //!
 //! ## Cargo features
@@ -172,7 +172,6 @@
 //! | `testing` | [`testing::TestLogin`]: a session cookie for a logged-in user in app tests |
 //! | `werkzeug` | verification of Flask/Werkzeug password hashes, upgraded to argon2id at login |
 //! | `sqlite`, `postgres`, `redis` | shared remember-me and throttle stores (`stores`) |
-//! | `sessions-sqlite`, `sessions-postgres`, `sessions-redis`, `sessions-file`, `sessions-cookie` | [`session_backend`]: the session layer from one URL, the Flask-Session way |
 
 mod auth_session;
 mod client;
@@ -193,7 +192,6 @@ mod record;
 pub mod redirect;
 mod rejection;
 pub mod remember;
-pub mod session_backend;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub mod stores;
 #[cfg(feature = "testing")]

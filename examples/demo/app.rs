@@ -10,12 +10,12 @@ use axum::{
     Router,
 };
 use http::StatusCode;
-use login_manager::session_backend::SessionLayer;
 use login_manager::{
     guard::{Client, Reason, Rejection},
     permission_required, AuthSession, CrossOriginProtection, LoginManager, LoginThrottle,
     LoginView, PasswordHasher, PasswordLogin, Remember,
 };
+use login_manager_sessions::SessionLayer;
 
 use crate::{
     config::Config,

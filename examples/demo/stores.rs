@@ -5,8 +5,8 @@
 //!   database of `DATABASE_URL` (SQLite or Postgres), in the library's stores. Never in
 //!   memory: a restart keeps everyone "remembered", and several instances see the same
 //!   tokens and counts.
-//! - Sessions: wherever `SESSION_STORE` says (see `config.rs`), built by the library's
-//!   `session_backend`.
+//! - Sessions: wherever `SESSION_STORE` says (see `config.rs`), built by
+//!   `login-manager-sessions`.
 //!
 //! The library's stores are chosen at run time as `Arc<dyn RememberStore>` /
 //! `Arc<dyn ThrottleStore>`, which the library accepts like any store.
@@ -15,7 +15,6 @@ use std::{sync::Arc, time::Duration};
 
 use login_manager::{
     remember::RememberStore,
-    session_backend::{Key, SessionBackend, SessionConfig},
     stores::{
         redis::{
             fred::{
@@ -28,6 +27,7 @@ use login_manager::{
     },
     CookieOptions, ThrottleStore,
 };
+use login_manager_sessions::{Key, SessionBackend, SessionConfig};
 
 use crate::{
     config::{Config, SessionStore},

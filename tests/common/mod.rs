@@ -333,7 +333,7 @@ impl TestApp {
     }
 
     /// The test app on another session layer (`store` then sees no traffic).
-    pub fn with_session_layer(layer: login_manager::session_backend::SessionLayer) -> Self {
+    pub fn with_session_layer(layer: login_manager_sessions::SessionLayer) -> Self {
         Self::build(|m| m, |router, _| router.layer(layer))
     }
 

@@ -29,10 +29,10 @@ use http_body_util::BodyExt;
 use login_manager::{
     async_trait, login_required,
     remember::{MemoryRememberStore, RememberStore, RememberToken, Rotation, ValidatorHash},
-    session_backend::{Key, SessionBackend, SessionConfig},
     AuthSession, AuthUser, Duration, LoginManager, LoginOptions, LoginOutcome, LoginRequired,
     PasswordHasher, PasswordLogin, PasswordUserLoader, Remember, UserLoader,
 };
+use login_manager_sessions::{Key, SessionBackend, SessionConfig};
 use serde::Deserialize;
 use tower::ServiceExt;
 use tower_sessions::{

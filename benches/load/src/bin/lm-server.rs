@@ -8,7 +8,7 @@
 //!   `SessionManagerLayer` (cookie `id`, as the axum-login and floor servers), remember-me
 //!   tokens in `MemoryRememberStore`.
 //! - `--backend URL` (`memory:`, `sqlite://…`, `postgres://…`, `redis://…`): sessions through
-//!   the library's `SessionBackend::from_url(URL)` and remember-me tokens in the library's
+//!   `login_manager_sessions::SessionBackend::from_url(URL)` and remember-me tokens in the library's
 //!   store for the same engine and pool (the per-backend benchmark). The session cookie is
 //!   still named `id`.
 //! - `--no-ping` (with a `postgres://` backend): a pool that does not ping each connection
@@ -30,7 +30,6 @@ use axum::{
 use login_manager::{
     async_trait,
     remember::{parse_token, MemoryRememberStore, RememberStore, RememberToken},
-    session_backend::{SessionBackend, SessionConfig},
     stores::{
         redis::RedisRememberStore,
         sql::{sqlx::postgres::PgPoolOptions, SqlRememberStore},
@@ -40,6 +39,7 @@ use login_manager::{
     Remember, UserLoader,
 };
 use login_manager_load::{greeting, public, serve, LoginForm, User, Users, USER_AGENT};
+use login_manager_sessions::{SessionBackend, SessionConfig};
 use tower::ServiceExt;
 use tower_sessions::{MemoryStore, SessionManagerLayer};
 

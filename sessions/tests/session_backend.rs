@@ -1,8 +1,10 @@
-//! `session_backend`: URLs to backends, the `DynStore` wrapper, the cookie attributes of
+//! `login-manager-sessions`: URLs to backends, the `DynStore` wrapper, the cookie attributes of
 //! both layer kinds, and the login / remember / logout round trip through the library on
 //! every backend (Postgres and Redis when reachable: see `store_support`).
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "../../tests/store_support/mod.rs"]
 mod store_support;
 
 use std::collections::HashMap;
@@ -10,10 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use common::TestApp;
 use http::StatusCode;
-use login_manager::session_backend::{
-    CookieProtection, DynStore, Key, SessionBackend, SessionConfig,
-};
 use login_manager::{CookieOptions, Duration, Error};
+use login_manager_sessions::{CookieProtection, DynStore, Key, SessionBackend, SessionConfig};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::{session_store, SessionStore};

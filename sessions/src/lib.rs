@@ -2,25 +2,25 @@
 //!
 //! Flask-Session picks where sessions live with `SESSION_TYPE`; here one URL does it, and
 //! [`SessionBackend::into_layer`] turns it into the session layer that goes outside the
-//! [`LoginManager`](crate::LoginManager) layer, with the cookie settings of
+//! [`LoginManager`](login_manager::LoginManager) layer, with the cookie settings of
 //! [`SessionConfig`] (secure defaults: `HttpOnly`, `SameSite=Lax`, `Secure`, a browser-session
 //! cookie):
 //!
 //! | URL | backend | feature |
 //! |---|---|---|
 //! | `memory:` | tower-sessions' `MemoryStore` (one process, lost on restart) | always |
-//! | `sqlite://app.db?mode=rwc` | `tower-sessions-sqlx-store` 0.15 `SqliteStore` | `sessions-sqlite` |
-//! | `postgres://…`, `postgresql://…` | `tower-sessions-sqlx-store` 0.15 `PostgresStore` | `sessions-postgres` |
-//! | `redis://…`, `rediss://…` | `tower-sessions-redis-store` 0.16 `RedisStore` (fred 10) | `sessions-redis` |
-//! | `file:sessions`, `file:///var/lib/app/sessions` | `tower-sessions-file-store` 0.2, one file per session | `sessions-file` |
-//! | `cookie:`, `cookie:private`, `cookie:signed` | the session inside the cookie (`tower-sessions-cookie-store` 0.5) | `sessions-cookie` |
+//! | `sqlite://app.db?mode=rwc` | `tower-sessions-sqlx-store` 0.15 `SqliteStore` | `sqlite` |
+//! | `postgres://…`, `postgresql://…` | `tower-sessions-sqlx-store` 0.15 `PostgresStore` | `postgres` |
+//! | `redis://…`, `rediss://…` | `tower-sessions-redis-store` 0.16 `RedisStore` (fred 10) | `redis` |
+//! | `file:sessions`, `file:///var/lib/app/sessions` | `tower-sessions-file-store` 0.2, one file per session | `file` |
+//! | `cookie:`, `cookie:private`, `cookie:signed` | the session inside the cookie (`tower-sessions-cookie-store` 0.5) | `cookie` |
 //!
 //! Any other tower-sessions store (MongoDB, memcached, DynamoDB, …) plugs in with
 //! [`SessionBackend::custom`].
 //!
 //! ```no_run
 //! # async fn run() -> login_manager::Result<()> {
-//! use login_manager::session_backend::{SessionBackend, SessionConfig};
+//! use login_manager_sessions::{SessionBackend, SessionConfig};
 //! use login_manager::CookieOptions;
 //!
 //! // e.g. SESSION_URL=redis://127.0.0.1:6379
@@ -41,7 +41,7 @@
 //! secret key ([`SessionConfig::secret_key`]), and it weakens two of the crate's invariants:
 //!
 //! - **No server-side revocation.** Logging out, rotating the session id at login and
-//!   [`update_session_auth_hash`](crate::AuthSession::update_session_auth_hash) replace the
+//!   [`update_session_auth_hash`](login_manager::AuthSession::update_session_auth_hash) replace the
 //!   cookie in *this* browser, but a copy taken earlier (a stolen cookie, a backup) stays a
 //!   valid logged-in session: there is nothing on the server to delete. What still limits such
 //!   a copy: the library's idle and absolute timeouts (the login time and last-seen time are
@@ -71,33 +71,26 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use time::OffsetDateTime;
+use tower_cookies::cookie::SameSite;
 use tower_layer::Layer;
 use tower_service::Service;
 use tower_sessions::service::SessionManager;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store;
-#[cfg(any(
-    feature = "sessions-sqlite",
-    feature = "sessions-postgres",
-    feature = "sessions-file"
-))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "file"))]
 use tower_sessions::ExpiredDeletion;
 use tower_sessions::{Expiry, MemoryStore, SessionManagerLayer, SessionStore};
 
-use crate::{BoxError, CookieOptions, Duration, Error, Result};
+use login_manager::{BoxError, CookieOptions, Duration, Error, Result};
 
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 pub use tower_cookies::Key;
 
 /// The default name of the session cookie (tower-sessions' own default is `id`).
 pub const DEFAULT_COOKIE_NAME: &str = "session";
 
 /// How long [`SessionBackend::from_url`] waits for a database or Redis server.
-#[cfg(any(
-    feature = "sessions-sqlite",
-    feature = "sessions-postgres",
-    feature = "sessions-redis"
-))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Any tower-sessions store behind one type, so that the store can be chosen at run time
@@ -148,7 +141,7 @@ impl SessionStore for DynStore {
 }
 
 /// How a cookie session is protected.
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CookieProtection {
     /// Encrypted and authenticated (AES-256-GCM): the client can neither read nor change the
@@ -169,20 +162,20 @@ pub enum SessionBackend {
     /// In this process only: lost on restart, not shared between instances.
     Memory(MemoryStore),
     /// Table `tower_sessions` in this SQLite database.
-    #[cfg(feature = "sessions-sqlite")]
+    #[cfg(feature = "sqlite")]
     Sqlite(sqlx::SqlitePool),
     /// Table `tower_sessions.session` in this Postgres database.
-    #[cfg(feature = "sessions-postgres")]
+    #[cfg(feature = "postgres")]
     Postgres(sqlx::PgPool),
     /// One Redis key per session (the bare session id: use a Redis database of its own).
-    #[cfg(feature = "sessions-redis")]
+    #[cfg(feature = "redis")]
     Redis(fred::clients::Pool),
     /// One JSON file per session in this directory (created if missing, mode `0700`).
-    #[cfg(feature = "sessions-file")]
+    #[cfg(feature = "file")]
     File(std::path::PathBuf),
     /// The session inside the cookie; needs [`SessionConfig::secret_key`]. See the module
     /// documentation for what this gives up.
-    #[cfg(feature = "sessions-cookie")]
+    #[cfg(feature = "cookie")]
     Cookie(CookieProtection),
     /// Any other tower-sessions store.
     Custom(DynStore),
@@ -224,15 +217,15 @@ impl SessionBackend {
         let rest = &url[scheme.len()..];
         let backend = match scheme.to_ascii_lowercase().as_str() {
             "memory" => Self::Memory(MemoryStore::default()),
-            #[cfg(feature = "sessions-sqlite")]
+            #[cfg(feature = "sqlite")]
             "sqlite" => Self::Sqlite(connect_sqlite(url).await?),
-            #[cfg(feature = "sessions-postgres")]
+            #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => Self::Postgres(connect(sqlx::PgPool::connect(url)).await?),
-            #[cfg(feature = "sessions-redis")]
+            #[cfg(feature = "redis")]
             "redis" | "rediss" => Self::Redis(connect_redis(url).await?),
-            #[cfg(feature = "sessions-file")]
+            #[cfg(feature = "file")]
             "file" => Self::File(file_path(rest)?),
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             "cookie" => Self::Cookie(match rest.trim_start_matches(':').trim_matches('/') {
                 "" | "private" => CookieProtection::Private,
                 "signed" => CookieProtection::Signed,
@@ -244,7 +237,7 @@ impl SessionBackend {
             }),
             other => {
                 return Err(Error::Config(format!(
-                    "session backend {other:?} is unknown or its `sessions-*` feature is off \
+                    "session backend {other:?} is unknown or its login-manager-sessions feature is off \
                      ({KNOWN})"
                 )))
             }
@@ -266,15 +259,15 @@ impl SessionBackend {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Memory(_) => "memory",
-            #[cfg(feature = "sessions-sqlite")]
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => "sqlite",
-            #[cfg(feature = "sessions-postgres")]
+            #[cfg(feature = "postgres")]
             Self::Postgres(_) => "postgres",
-            #[cfg(feature = "sessions-redis")]
+            #[cfg(feature = "redis")]
             Self::Redis(_) => "redis",
-            #[cfg(feature = "sessions-file")]
+            #[cfg(feature = "file")]
             Self::File(_) => "file",
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             Self::Cookie(_) => "cookie",
             Self::Custom(_) => "custom",
         }
@@ -285,16 +278,16 @@ impl SessionBackend {
     pub fn is_shared(&self) -> bool {
         match self {
             Self::Memory(_) | Self::Custom(_) => false,
-            #[cfg(feature = "sessions-sqlite")]
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => false,
-            #[cfg(feature = "sessions-postgres")]
+            #[cfg(feature = "postgres")]
             Self::Postgres(_) => true,
-            #[cfg(feature = "sessions-redis")]
+            #[cfg(feature = "redis")]
             Self::Redis(_) => true,
-            #[cfg(feature = "sessions-file")]
+            #[cfg(feature = "file")]
             Self::File(_) => false,
             // Every instance with the same key reads the same cookie.
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             Self::Cookie(_) => true,
         }
     }
@@ -303,14 +296,14 @@ impl SessionBackend {
     /// also by several instances at once.
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            #[cfg(feature = "sessions-sqlite")]
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(pool) => tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
                 .migrate()
                 .await
                 .map_err(store_error),
-            #[cfg(feature = "sessions-postgres")]
+            #[cfg(feature = "postgres")]
             Self::Postgres(pool) => migrate_postgres(pool).await,
-            #[cfg(feature = "sessions-file")]
+            #[cfg(feature = "file")]
             Self::File(dir) => create_private_dir(dir).await,
             _ => Ok(()),
         }
@@ -320,19 +313,19 @@ impl SessionBackend {
     /// drops them when read). Run it periodically, e.g. every hour.
     pub async fn delete_expired(&self) -> Result<()> {
         let deleted = match self {
-            #[cfg(feature = "sessions-sqlite")]
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(pool) => {
                 tower_sessions_sqlx_store::SqliteStore::new(pool.clone())
                     .delete_expired()
                     .await
             }
-            #[cfg(feature = "sessions-postgres")]
+            #[cfg(feature = "postgres")]
             Self::Postgres(pool) => {
                 tower_sessions_sqlx_store::PostgresStore::new(pool.clone())
                     .delete_expired()
                     .await
             }
-            #[cfg(feature = "sessions-file")]
+            #[cfg(feature = "file")]
             Self::File(dir) => file_store(dir).delete_expired().await,
             _ => Ok::<(), session_store::Error>(()),
         };
@@ -344,37 +337,30 @@ impl SessionBackend {
     pub fn into_layer(self, config: SessionConfig) -> Result<SessionLayer> {
         let store = match self {
             Self::Memory(store) => DynStore::new(store),
-            #[cfg(feature = "sessions-sqlite")]
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(pool) => DynStore::new(tower_sessions_sqlx_store::SqliteStore::new(pool)),
-            #[cfg(feature = "sessions-postgres")]
+            #[cfg(feature = "postgres")]
             Self::Postgres(pool) => {
                 DynStore::new(tower_sessions_sqlx_store::PostgresStore::new(pool))
             }
-            #[cfg(feature = "sessions-redis")]
+            #[cfg(feature = "redis")]
             Self::Redis(pool) => DynStore::new(tower_sessions_redis_store::RedisStore::new(pool)),
-            #[cfg(feature = "sessions-file")]
+            #[cfg(feature = "file")]
             Self::File(dir) => DynStore::new(file_store(&dir)),
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             Self::Cookie(protection) => return cookie_layer(protection, config),
             Self::Custom(store) => store,
         };
-        let cookie = &config.cookie;
+        let cookie = config.attributes();
         let mut layer = SessionManagerLayer::new(store)
-            .with_name(cookie.cookie_name())
+            .with_name(cookie.name)
             .with_http_only(true)
             .with_same_site(cookie.same_site)
+            .with_secure(cookie.secure)
+            .with_path(cookie.path)
             .with_expiry(config.expiry());
-        // `__Host-` cookies must be `Secure`, `Path=/` and have no `Domain`, or browsers drop
-        // them.
-        if cookie.host_prefix {
-            layer = layer.with_secure(true).with_path("/");
-        } else {
-            layer = layer
-                .with_secure(cookie.secure)
-                .with_path(cookie.path.clone());
-            if let Some(domain) = &cookie.domain {
-                layer = layer.with_domain(domain.clone());
-            }
+        if let Some(domain) = cookie.domain {
+            layer = layer.with_domain(domain);
         }
         Ok(SessionLayer(LayerKind::Store(layer)))
     }
@@ -391,9 +377,9 @@ impl SessionBackend {
 pub struct SessionConfig {
     cookie: CookieOptions,
     lifetime: Option<Duration>,
-    #[cfg(feature = "sessions-cookie")]
+    #[cfg(feature = "cookie")]
     key: Option<Key>,
-    #[cfg(feature = "sessions-cookie")]
+    #[cfg(feature = "cookie")]
     max_cookie_bytes: usize,
 }
 
@@ -404,7 +390,7 @@ impl fmt::Debug for SessionConfig {
             .field("cookie", &self.cookie)
             .field("lifetime", &self.lifetime);
         // Never the key itself.
-        #[cfg(feature = "sessions-cookie")]
+        #[cfg(feature = "cookie")]
         debug
             .field("key", &self.key.as_ref().map(|_| "<secret>"))
             .field("max_cookie_bytes", &self.max_cookie_bytes);
@@ -424,9 +410,9 @@ impl SessionConfig {
         Self {
             cookie: CookieOptions::new(DEFAULT_COOKIE_NAME),
             lifetime: None,
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             key: None,
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             max_cookie_bytes: 4096,
         }
     }
@@ -456,17 +442,31 @@ impl SessionConfig {
     /// The key that signs or encrypts cookie sessions (Flask's `SECRET_KEY`), e.g.
     /// `Key::try_from(&bytes[..])` with 64 random bytes from your secret store, or
     /// `Key::generate()` (sessions then end with the process).
-    #[cfg(feature = "sessions-cookie")]
+    #[cfg(feature = "cookie")]
     pub fn secret_key(mut self, key: Key) -> Self {
         self.key = Some(key);
         self
     }
 
     /// The largest encoded cookie session, in bytes (default 4096, what browsers keep).
-    #[cfg(feature = "sessions-cookie")]
+    #[cfg(feature = "cookie")]
     pub fn max_cookie_bytes(mut self, max: usize) -> Self {
         self.max_cookie_bytes = max;
         self
+    }
+
+    /// The cookie attributes both layer kinds set. `CookieOptions::to_cookie` applies the
+    /// `__Host-` rules: such a cookie must be `Secure`, `Path=/` and have no `Domain`, or
+    /// browsers drop it.
+    fn attributes(&self) -> CookieAttributes {
+        let cookie = self.cookie.to_cookie();
+        CookieAttributes {
+            name: cookie.name().to_owned(),
+            same_site: cookie.same_site().unwrap_or(SameSite::Lax),
+            secure: cookie.secure().unwrap_or(false),
+            path: cookie.path().unwrap_or("/").to_owned(),
+            domain: cookie.domain().map(str::to_owned),
+        }
     }
 
     fn expiry(&self) -> Expiry {
@@ -477,6 +477,15 @@ impl SessionConfig {
     }
 }
 
+/// The session cookie as both layer kinds take it.
+struct CookieAttributes {
+    name: String,
+    same_site: SameSite,
+    secure: bool,
+    path: String,
+    domain: Option<String>,
+}
+
 /// The session layer of any backend; see [`SessionBackend::into_layer`].
 #[derive(Clone)]
 pub struct SessionLayer(LayerKind);
@@ -484,7 +493,7 @@ pub struct SessionLayer(LayerKind);
 #[derive(Clone)]
 enum LayerKind {
     Store(SessionManagerLayer<DynStore>),
-    #[cfg(feature = "sessions-cookie")]
+    #[cfg(feature = "cookie")]
     Cookie {
         layer: tower_sessions_cookie_store::CookieSessionManagerLayer<CookieKey>,
         expiry: Expiry,
@@ -495,7 +504,7 @@ impl fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.0 {
             LayerKind::Store(_) => "store",
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             LayerKind::Cookie { .. } => "cookie",
         };
         f.debug_tuple("SessionLayer").field(&kind).finish()
@@ -508,7 +517,7 @@ impl<S> Layer<S> for SessionLayer {
     fn layer(&self, inner: S) -> Self::Service {
         SessionService(match &self.0 {
             LayerKind::Store(layer) => ServiceKind::Store(layer.layer(inner)),
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             LayerKind::Cookie { layer, expiry } => ServiceKind::Cookie(layer.layer(SaveFirst {
                 inner,
                 expiry: *expiry,
@@ -522,7 +531,7 @@ impl<S> Layer<S> for SessionLayer {
 pub struct SessionService<S>(ServiceKind<S>);
 
 type StoreService<S> = tower_cookies::CookieManager<SessionManager<S, DynStore>>;
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 type CookieService<S> = tower_cookies::CookieManager<
     tower_sessions_cookie_store::layer::CookieSessionManager<SaveFirst<S>, CookieKey>,
 >;
@@ -530,7 +539,7 @@ type CookieService<S> = tower_cookies::CookieManager<
 #[derive(Clone)]
 enum ServiceKind<S> {
     Store(StoreService<S>),
-    #[cfg(feature = "sessions-cookie")]
+    #[cfg(feature = "cookie")]
     Cookie(CookieService<S>),
 }
 
@@ -558,7 +567,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<std::result::Result<(), S::Error>> {
         match &mut self.0 {
             ServiceKind::Store(service) => service.poll_ready(cx),
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             ServiceKind::Cookie(service) => service.poll_ready(cx),
         }
     }
@@ -566,21 +575,21 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         match &mut self.0 {
             ServiceKind::Store(service) => Box::pin(service.call(request)),
-            #[cfg(feature = "sessions-cookie")]
+            #[cfg(feature = "cookie")]
             ServiceKind::Cookie(service) => Box::pin(service.call(request)),
         }
     }
 }
 
 /// One key, two cookie formats: so that both are one layer type.
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 #[derive(Clone)]
 struct CookieKey {
     key: Key,
     protection: CookieProtection,
 }
 
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 impl fmt::Debug for CookieKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CookieKey")
@@ -589,7 +598,7 @@ impl fmt::Debug for CookieKey {
     }
 }
 
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 impl tower_sessions_cookie_store::CookieController for CookieKey {
     fn get(
         &self,
@@ -618,7 +627,7 @@ impl tower_sessions_cookie_store::CookieController for CookieKey {
     }
 }
 
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 fn cookie_layer(protection: CookieProtection, config: SessionConfig) -> Result<SessionLayer> {
     use tower_sessions_cookie_store::{CookieSessionConfig, CookieSessionManagerLayer};
 
@@ -627,22 +636,17 @@ fn cookie_layer(protection: CookieProtection, config: SessionConfig) -> Result<S
             "cookie sessions need a secret key: SessionConfig::secret_key(..)".to_owned(),
         ));
     };
-    let cookie = &config.cookie;
+    let cookie = config.attributes();
     let mut settings = CookieSessionConfig::default()
-        .with_name(cookie.cookie_name())
+        .with_name(cookie.name)
         .with_http_only(true)
         .with_same_site(cookie.same_site)
+        .with_secure(cookie.secure)
+        .with_path(cookie.path)
         .with_expiry(config.expiry())
         .with_max_cookie_bytes(config.max_cookie_bytes);
-    if cookie.host_prefix {
-        settings = settings.with_secure(true).with_path("/");
-    } else {
-        settings = settings
-            .with_secure(cookie.secure)
-            .with_path(cookie.path.clone());
-        if let Some(domain) = &cookie.domain {
-            settings = settings.with_domain(domain.clone());
-        }
+    if let Some(domain) = cookie.domain {
+        settings = settings.with_domain(domain);
     }
     let layer = CookieSessionManagerLayer::signed(key.clone())
         .with_controller(CookieKey { key, protection })
@@ -657,7 +661,7 @@ fn cookie_layer(protection: CookieProtection, config: SessionConfig) -> Result<S
 /// a session too large for its cookie becomes a `500` that says so. (The cookie layer alone
 /// answers an empty `500`; it then sees this 5xx and leaves the response alone, and after a
 /// successful save it sees the cookie written and does not write it again.)
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 #[derive(Clone)]
 struct SaveFirst<S> {
     inner: S,
@@ -666,7 +670,7 @@ struct SaveFirst<S> {
     expiry: Expiry,
 }
 
-#[cfg(feature = "sessions-cookie")]
+#[cfg(feature = "cookie")]
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SaveFirst<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -726,7 +730,7 @@ fn store_error(error: impl Into<BoxError>) -> Error {
 }
 
 /// A connection attempt bounded by [`CONNECT_TIMEOUT`].
-#[cfg(any(feature = "sessions-sqlite", feature = "sessions-postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 async fn connect<T>(
     attempt: impl Future<Output = std::result::Result<T, sqlx::Error>>,
 ) -> Result<T> {
@@ -738,7 +742,7 @@ async fn connect<T>(
 
 /// WAL and a busy timeout: page views read while a login writes, and concurrent writers
 /// wait for each other instead of failing with "database is locked".
-#[cfg(feature = "sessions-sqlite")]
+#[cfg(feature = "sqlite")]
 async fn connect_sqlite(url: &str) -> Result<sqlx::SqlitePool> {
     use std::str::FromStr;
 
@@ -755,7 +759,7 @@ async fn connect_sqlite(url: &str) -> Result<sqlx::SqlitePool> {
 /// it at once; a session-level advisory lock (the key the crate's own stores use), taken on a
 /// connection outside the pool so that the migration can still use every pooled one, makes
 /// them take turns.
-#[cfg(feature = "sessions-postgres")]
+#[cfg(feature = "postgres")]
 async fn migrate_postgres(pool: &sqlx::PgPool) -> Result<()> {
     use sqlx::{ConnectOptions, Connection};
 
@@ -774,7 +778,7 @@ async fn migrate_postgres(pool: &sqlx::PgPool) -> Result<()> {
     migrated
 }
 
-#[cfg(feature = "sessions-redis")]
+#[cfg(feature = "redis")]
 async fn connect_redis(url: &str) -> Result<fred::clients::Pool> {
     use fred::prelude::{ClientLike, Config, ReconnectPolicy};
 
@@ -789,7 +793,7 @@ async fn connect_redis(url: &str) -> Result<fred::clients::Pool> {
 }
 
 /// `file:sessions` (relative), `file:/abs` or `file:///abs`.
-#[cfg(feature = "sessions-file")]
+#[cfg(feature = "file")]
 fn file_path(rest: &str) -> Result<std::path::PathBuf> {
     let path = rest.trim_start_matches(':');
     let path = path.strip_prefix("//").unwrap_or(path);
@@ -802,14 +806,14 @@ fn file_path(rest: &str) -> Result<std::path::PathBuf> {
     Ok(std::path::PathBuf::from(path))
 }
 
-#[cfg(feature = "sessions-file")]
+#[cfg(feature = "file")]
 fn file_store(dir: &std::path::Path) -> tower_sessions_file_store::FileSessionStorage {
     tower_sessions_file_store::FileSessionStorage::new_in_folder(dir.to_path_buf())
 }
 
 /// The session directory, readable by this user only: a session file is as good as a
 /// logged-in cookie.
-#[cfg(feature = "sessions-file")]
+#[cfg(feature = "file")]
 async fn create_private_dir(dir: &std::path::Path) -> Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
