@@ -1,22 +1,39 @@
-//! The shared stores when their backend is down: a refused connection or a server that never
-//! answers gives `Error::Store` or `Error::Timeout` within the configured timeout, never a
-//! panic; and through the library, a remembered request then gets a 503 and logs nobody in.
+//! The shared stores when their backend is down, and the library's timeouts around them.
+//!
+//! - A refused connection: every store call gives `Error::Store` promptly (within the pool's
+//!   `acquire_timeout`), never a panic, also when called directly.
+//! - A server that accepts and never answers: the stores have no timeout of their own; the
+//!   library's callers bound every call (`LoginThrottle::store_timeout`,
+//!   `LoginManager::store_timeout`), so throttling answers `Error::Timeout("throttle store")`,
+//!   remember-me `Error::Timeout("remember store")`, each within the limit, and a remembered
+//!   request gets a 503 and logs nobody in.
+//! - An outage and its recovery, through the library: 503 while the backend is cut, the same
+//!   browser logged back in by its cookie once it is back.
 #![cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 
 mod common;
 mod store_support;
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::{get, post};
+use axum::Router;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use http::StatusCode;
+use http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
 use login_manager::remember::{RememberStore, RememberToken, Rotation};
-use login_manager::{Error, Remember, ThrottleStore};
+use login_manager::{Error, LoginManager, LoginThrottle, Remember, ThrottleStore};
 use rand::RngCore;
 use time::OffsetDateTime;
+use tower::ServiceExt;
+use tower_sessions::SessionManagerLayer;
 
-/// The timeout the stores get in these tests.
+/// The timeout in these tests: the pools' `acquire_timeout` for refused connections, the
+/// library's `store_timeout` for hung servers.
 const LIMIT: Duration = Duration::from_millis(700);
 /// Scheduling slack on top of it (two cores, tests in parallel).
 const SLACK: Duration = Duration::from_millis(800);
@@ -37,26 +54,29 @@ fn sample_token() -> RememberToken {
     }
 }
 
-/// Runs a store call; how long it took and its error, if any.
+/// Runs a call; how long it took and its error, if any. A call still running at
+/// `LIMIT + SLACK` is abandoned and reported as taking that long, without an error.
 async fn timed<T>(
     call: impl Future<Output = login_manager::Result<T>>,
 ) -> (Duration, Option<Error>) {
     let started = Instant::now();
-    let error = call.await.err();
-    (started.elapsed(), error)
+    match tokio::time::timeout(LIMIT + SLACK, call).await {
+        Ok(outcome) => (started.elapsed(), outcome.err()),
+        Err(_) => (started.elapsed(), None),
+    }
 }
 
-/// Every call of both stores fails with a store error or a timeout, each within the limit.
-/// With `hung`, only a timeout will do: nothing ever answers. The calls run concurrently, so
-/// that the test waits for one timeout, not nine.
-async fn every_call_fails(remember: &dyn RememberStore, throttle: &dyn ThrottleStore, hung: bool) {
+/// Every call of both stores, made directly, fails with `Error::Store` within the limit: the
+/// stores map a backend that cannot be reached to an error of their own (here through the
+/// pool's `acquire_timeout`, or a client that fails fast), never a panic. The calls run
+/// concurrently, so that the test waits for one limit, not nine.
+async fn every_call_is_a_store_error(remember: &dyn RememberStore, throttle: &dyn ThrottleStore) {
     let rotation = Rotation {
         new_hash: [2; 32],
         rotated_at: OffsetDateTime::now_utc(),
         expires_at: OffsetDateTime::now_utc() + time::Duration::days(1),
     };
     let window = Duration::from_secs(60);
-    let (r, t) = ("remember store", "throttle store");
     let outcomes = tokio::join!(
         timed(remember.create(sample_token())),
         timed(remember.find("sel")),
@@ -69,24 +89,60 @@ async fn every_call_fails(remember: &dyn RememberStore, throttle: &dyn ThrottleS
         timed(throttle.reset("acct:alice")),
     );
     let outcomes = [
-        ("create", r, outcomes.0),
-        ("find", r, outcomes.1),
-        ("rotate", r, outcomes.2),
-        ("delete", r, outcomes.3),
-        ("delete_for_user", r, outcomes.4),
-        ("list_for_user", r, outcomes.5),
-        ("failures", t, outcomes.6),
-        ("record_failure", t, outcomes.7),
-        ("reset", t, outcomes.8),
+        ("create", outcomes.0),
+        ("find", outcomes.1),
+        ("rotate", outcomes.2),
+        ("delete", outcomes.3),
+        ("delete_for_user", outcomes.4),
+        ("list_for_user", outcomes.5),
+        ("failures", outcomes.6),
+        ("record_failure", outcomes.7),
+        ("reset", outcomes.8),
     ];
-    for (call, store, (elapsed, error)) in outcomes {
+    for (call, (elapsed, error)) in outcomes {
         assert!(elapsed < LIMIT + SLACK, "{call} took {elapsed:?}");
-        match error {
-            Some(Error::Timeout(name)) => assert_eq!(name, store, "{call}"),
-            Some(Error::Store(_)) if !hung => {}
-            other => panic!("{call}: expected a store error or timeout, got {other:?}"),
-        }
+        assert!(
+            matches!(error, Some(Error::Store(_))),
+            "{call}: expected a store error, got {error:?}"
+        );
     }
+}
+
+/// Asserts that `call` failed within the limit: with `Error::Timeout(what)` after at least
+/// the limit when the server is `hung` (nothing else can end the call), else with a store
+/// error or that timeout.
+fn assert_bounded(call: &str, what: &str, hung: bool, (elapsed, error): (Duration, Option<Error>)) {
+    assert!(elapsed < LIMIT + SLACK, "{call} took {elapsed:?}");
+    match error {
+        Some(Error::Timeout(name)) => {
+            assert_eq!(name, what, "{call}");
+            assert!(elapsed >= LIMIT, "{call} timed out early: {elapsed:?}");
+        }
+        Some(Error::Store(_)) if !hung => {}
+        other => panic!("{call}: expected a store error or timeout, got {other:?}"),
+    }
+}
+
+/// Every throttle store call `LoginThrottle` makes is bounded by its `store_timeout`.
+async fn throttle_is_bounded_by_its_store_timeout(store: impl ThrottleStore, hung: bool) {
+    let throttle = LoginThrottle::new(store).store_timeout(LIMIT);
+    let addr = Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+    let (check, failure, success) = tokio::join!(
+        timed(throttle.check("alice", addr)),
+        timed(throttle.record_failure("alice", addr)),
+        timed(throttle.record_success("alice")),
+    );
+    let what = "throttle store";
+    assert_bounded("check (failures)", what, hung, check);
+    assert_bounded("record_failure", what, hung, failure);
+    assert_bounded("record_success (reset)", what, hung, success);
+}
+
+/// The answer to a request, which must come within the limit.
+async fn bounded<T>(request: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let answer = tokio::time::timeout(LIMIT + SLACK, request).await;
+    answer.unwrap_or_else(|_| panic!("no answer after {:?}", started.elapsed()))
 }
 
 /// A well-formed remember cookie for a token no store has: enough to make the library ask
@@ -101,26 +157,29 @@ fn remember_cookie() -> String {
     )
 }
 
+/// The test app with `store` for remember-me and every store call bounded by `LIMIT`.
+fn app_on(store: impl RememberStore) -> common::TestApp {
+    common::TestApp::with(|m| {
+        m.store_timeout(LIMIT)
+            .remember(Remember::new(store).secure(false))
+    })
+}
+
 /// A browser with a remember cookie and no session, on an app whose remember store is down:
-/// 503, no session started, nobody logged in, and public pages still work.
+/// 503 within the manager's `store_timeout`, no session started, nobody logged in, and public
+/// pages still work.
 async fn remembered_request_is_refused(store: impl RememberStore) {
-    let app = common::TestApp::with(|m| m.remember(Remember::new(store).secure(false)));
+    let app = app_on(store);
     let mut client = app.client();
     client
         .cookies
         .insert("remember_token".to_owned(), remember_cookie());
-    let started = Instant::now();
-    let reply = client.get("/protected").await;
+    let reply = bounded(client.get("/protected")).await;
     assert_eq!(
         reply.status,
         StatusCode::SERVICE_UNAVAILABLE,
         "{}",
         reply.body
-    );
-    assert!(
-        started.elapsed() < LIMIT + SLACK,
-        "took {:?}",
-        started.elapsed()
     );
     assert!(client.session_id().is_none(), "no session was started");
     assert!(
@@ -128,6 +187,86 @@ async fn remembered_request_is_refused(store: impl RememberStore) {
         "the cookie is kept for later"
     );
     assert_eq!(client.get("/public").await.status, StatusCode::OK);
+}
+
+/// The remember-me calls a logged-in user's requests make (listing and revoking devices) are
+/// bounded by `LoginManager::store_timeout` too, and fail with the library's error: handlers
+/// on the test app's session store that answer with that error's text.
+async fn remember_calls_are_bounded_by_the_store_timeout(
+    store: impl RememberStore + Clone,
+    hung: bool,
+) {
+    async fn devices(auth: common::Auth) -> Result<String, String> {
+        let devices = auth.remember_devices().await.map_err(|e| e.to_string())?;
+        Ok(devices.len().to_string())
+    }
+    async fn revoke_all(auth: common::Auth) -> Result<String, String> {
+        let revoked = auth.revoke_all_devices().await.map_err(|e| e.to_string())?;
+        Ok(revoked.to_string())
+    }
+
+    let app = app_on(store.clone());
+    let mut client = app.client();
+    // A plain login: the session only, no remember-me store call.
+    assert_eq!(client.login("alice").await.status, StatusCode::OK);
+    let manager = LoginManager::new(app.users.clone())
+        .store_timeout(LIMIT)
+        .remember(Remember::new(store).secure(false));
+    let router = Router::new()
+        .route("/devices", get(devices))
+        .route("/devices/revoke-all", post(revoke_all))
+        .layer(manager.into_layer())
+        .layer(SessionManagerLayer::new(app.store.clone()).with_secure(false));
+    let send = |method: &str, path: &str| {
+        let cookies = client
+            .cookies
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::COOKIE, cookies)
+            .header(header::USER_AGENT, &client.user_agent)
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(ConnectInfo(client.addr));
+        let router = router.clone();
+        async move {
+            let started = Instant::now();
+            let response = bounded(router.oneshot(request)).await.unwrap();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                started.elapsed(),
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+    };
+    let (list, revoke) = tokio::join!(send("GET", "/devices"), send("POST", "/devices/revoke-all"));
+    for (call, (elapsed, body)) in [("list_for_user", list), ("delete_for_user", revoke)] {
+        assert!(elapsed < LIMIT + SLACK, "{call} took {elapsed:?}");
+        if body == "remember store timed out" {
+            assert!(elapsed >= LIMIT, "{call} timed out early: {elapsed:?}");
+        } else {
+            assert!(
+                !hung && body.starts_with("store error"),
+                "{call}: expected the remember store's timeout, got {body:?}"
+            );
+        }
+    }
+}
+
+/// Everything the library asks of `remember` and `throttle` is bounded by its timeouts.
+async fn bounded_through_the_library<R>(remember: R, throttle: impl ThrottleStore, hung: bool)
+where
+    R: RememberStore + Clone,
+{
+    tokio::join!(
+        throttle_is_bounded_by_its_store_timeout(throttle, hung),
+        remember_calls_are_bounded_by_the_store_timeout(remember.clone(), hung),
+        remembered_request_is_refused(remember),
+    );
 }
 
 #[cfg(any(feature = "postgres", feature = "redis"))]
@@ -222,10 +361,11 @@ mod net {
         }
     }
 
-    /// Logs in with "remember me" through `store`, cuts the backend: the remembered request is
-    /// refused with 503; restores it: the same browser is logged back in by its cookie.
+    /// Logs in with "remember me" through `store` on an app with `store_timeout(LIMIT)`, cuts
+    /// the backend: the remembered request is refused with 503 within the limit; restores it:
+    /// the same browser is logged back in by its cookie.
     pub async fn outage_and_recovery(store: impl RememberStore, proxy: &Proxy) {
-        let app = common::TestApp::with(|m| m.remember(Remember::new(store).secure(false)));
+        let app = app_on(store);
         let mut client = app.client();
         assert_eq!(
             client.login_remembered("alice").await.status,
@@ -234,7 +374,7 @@ mod net {
         client.close_browser();
 
         proxy.cut();
-        let reply = client.get("/protected").await;
+        let reply = bounded(client.get("/protected")).await;
         assert_eq!(
             reply.status,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -276,11 +416,13 @@ mod sqlite {
         let pool = SqlitePoolOptions::new()
             .acquire_timeout(LIMIT)
             .connect_lazy_with(options);
-        let remember = SqliteRememberStore::new(pool.clone()).timeout(LIMIT);
-        let throttle = SqliteThrottleStore::new(pool).timeout(LIMIT);
-        assert!(remember.migrate().await.is_err());
-        every_call_fails(&remember, &throttle, false).await;
-        remembered_request_is_refused(remember).await;
+        let remember = SqliteRememberStore::new(pool.clone());
+        let throttle = SqliteThrottleStore::new(pool);
+        let (elapsed, error) = timed(remember.migrate()).await;
+        assert!(elapsed < LIMIT + SLACK, "migrate took {elapsed:?}");
+        assert!(matches!(error, Some(Error::Store(_))), "{error:?}");
+        every_call_is_a_store_error(&remember, &throttle).await;
+        bounded_through_the_library(remember, throttle, false).await;
     }
 }
 
@@ -294,40 +436,47 @@ mod postgres {
     use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-    fn lazy_pool(addr: SocketAddr) -> sqlx::PgPool {
+    fn lazy_pool(addr: SocketAddr, acquire_timeout: Duration) -> sqlx::PgPool {
         let options = PgConnectOptions::new()
             .host(&addr.ip().to_string())
             .port(addr.port())
             .username("postgres")
             .database("test");
         PgPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options)
     }
 
     #[tokio::test]
-    async fn refused_connection_is_an_error_within_the_timeout() {
-        let pool = lazy_pool(closed_port().await);
-        let remember = PostgresRememberStore::new(pool.clone()).timeout(LIMIT);
-        let throttle = PostgresThrottleStore::new(pool).timeout(LIMIT);
-        every_call_fails(&remember, &throttle, false).await;
-        remembered_request_is_refused(remember).await;
+    async fn refused_connection_is_a_store_error_within_the_acquire_timeout() {
+        let pool = lazy_pool(closed_port().await, LIMIT);
+        let remember = PostgresRememberStore::new(pool.clone());
+        let throttle = PostgresThrottleStore::new(pool);
+        every_call_is_a_store_error(&remember, &throttle).await;
+        bounded_through_the_library(remember, throttle, false).await;
     }
 
+    /// With a pool that would wait 30 s for a connection, the library's timeouts answer first.
     #[tokio::test]
-    async fn hung_server_times_out() {
+    async fn hung_server_times_out_through_the_library() {
         let (addr, _server) = silent_server().await;
-        let pool = lazy_pool(addr);
-        let remember = PostgresRememberStore::new(pool.clone()).timeout(LIMIT);
-        let throttle = PostgresThrottleStore::new(pool).timeout(LIMIT);
-        let started = Instant::now();
-        assert!(matches!(
-            remember.migrate().await,
-            Err(Error::Timeout("remember store"))
-        ));
-        assert!(started.elapsed() >= LIMIT);
-        every_call_fails(&remember, &throttle, true).await;
-        remembered_request_is_refused(remember).await;
+        let pool = lazy_pool(addr, Duration::from_secs(30));
+        let remember = PostgresRememberStore::new(pool.clone());
+        let throttle = PostgresThrottleStore::new(pool);
+        bounded_through_the_library(remember, throttle, true).await;
+    }
+
+    /// `migrate` runs outside any request: the pool's own `acquire_timeout` bounds it.
+    #[tokio::test]
+    async fn hung_server_migrate_is_bounded_by_the_acquire_timeout() {
+        let (addr, _server) = silent_server().await;
+        let remember = PostgresRememberStore::new(lazy_pool(addr, LIMIT));
+        let (elapsed, error) = timed(remember.migrate()).await;
+        assert!(
+            LIMIT <= elapsed && elapsed < LIMIT + SLACK,
+            "migrate took {elapsed:?}"
+        );
+        assert!(matches!(error, Some(Error::Store(_))), "{error:?}");
     }
 
     #[tokio::test]
@@ -348,9 +497,7 @@ mod postgres {
             .acquire_timeout(LIMIT)
             .connect_lazy_with(options.host("127.0.0.1").port(proxy.addr.port()));
         let schema = store_support::unique("lm_test");
-        let store = PostgresRememberStore::new(pool)
-            .schema(&schema)
-            .timeout(LIMIT);
+        let store = PostgresRememberStore::new(pool).schema(&schema);
         store.migrate().await.unwrap();
 
         let outcome = tokio::spawn({
@@ -378,38 +525,59 @@ mod redis {
     use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
 
     /// A pool for `addr` that is connecting (or failing to) in the background, as an app's
-    /// pool is when Redis goes away.
-    fn connecting_pool(addr: SocketAddr, policy: Option<ReconnectPolicy>) -> Pool {
+    /// pool is when Redis goes away; with fred's own `command_timeout`, if any.
+    fn connecting_pool(
+        addr: SocketAddr,
+        policy: Option<ReconnectPolicy>,
+        command_timeout: Option<Duration>,
+    ) -> Pool {
         let config = Config {
             server: ServerConfig::new_centralized(addr.ip().to_string(), addr.port()),
             ..Config::default()
         };
-        let pool = Pool::new(config, None, None, policy, 1).unwrap();
+        let performance = command_timeout.map(|timeout| PerformanceConfig {
+            default_command_timeout: timeout,
+            ..PerformanceConfig::default()
+        });
+        let pool = Pool::new(config, performance, None, policy, 1).unwrap();
         // The connection tasks run detached; dropping their handle does not stop them.
         drop(pool.connect());
         pool
     }
 
+    /// fred holds commands while it is not connected; its own `default_command_timeout` (the
+    /// counterpart of a sqlx pool's `acquire_timeout`) ends them: a store error.
     #[tokio::test]
-    async fn refused_connection_is_an_error_within_the_timeout() {
+    async fn refused_connection_is_a_store_error_within_the_command_timeout() {
         let addr = closed_port().await;
         for policy in [None, Some(ReconnectPolicy::new_constant(0, 50))] {
-            let pool = connecting_pool(addr, policy);
-            let remember = RedisRememberStore::new(pool.clone()).timeout(LIMIT);
-            let throttle = RedisThrottleStore::new(pool).timeout(LIMIT);
-            every_call_fails(&remember, &throttle, false).await;
-            remembered_request_is_refused(remember).await;
+            let pool = connecting_pool(addr, policy, Some(LIMIT));
+            let remember = RedisRememberStore::new(pool.clone());
+            let throttle = RedisThrottleStore::new(pool);
+            every_call_is_a_store_error(&remember, &throttle).await;
+            bounded_through_the_library(remember, throttle, false).await;
+        }
+    }
+
+    /// Without a command timeout, the library's timeouts bound every call.
+    #[tokio::test]
+    async fn refused_connection_is_bounded_by_the_library() {
+        let addr = closed_port().await;
+        for policy in [None, Some(ReconnectPolicy::new_constant(0, 50))] {
+            let pool = connecting_pool(addr, policy, None);
+            let remember = RedisRememberStore::new(pool.clone());
+            let throttle = RedisThrottleStore::new(pool);
+            bounded_through_the_library(remember, throttle, false).await;
         }
     }
 
     #[tokio::test]
-    async fn hung_server_times_out() {
+    async fn hung_server_times_out_through_the_library() {
         let (addr, _server) = silent_server().await;
-        let pool = connecting_pool(addr, None);
-        let remember = RedisRememberStore::new(pool.clone()).timeout(LIMIT);
-        let throttle = RedisThrottleStore::new(pool).timeout(LIMIT);
-        every_call_fails(&remember, &throttle, true).await;
-        remembered_request_is_refused(remember).await;
+        let pool = connecting_pool(addr, None, None);
+        let remember = RedisRememberStore::new(pool.clone());
+        let throttle = RedisThrottleStore::new(pool);
+        bounded_through_the_library(remember, throttle, true).await;
     }
 
     #[tokio::test]
@@ -428,12 +596,11 @@ mod redis {
             .next()
             .unwrap();
         let proxy = Proxy::start(upstream).await;
-        let pool = connecting_pool(proxy.addr, Some(ReconnectPolicy::new_constant(0, 50)));
+        let policy = ReconnectPolicy::new_constant(0, 50);
+        let pool = connecting_pool(proxy.addr, Some(policy), None);
         pool.wait_for_connect().await.unwrap();
         let prefix = format!("{}:", store_support::unique("lm-test"));
-        let store = RedisRememberStore::new(pool)
-            .key_prefix(&prefix)
-            .timeout(LIMIT);
+        let store = RedisRememberStore::new(pool).key_prefix(&prefix);
 
         let outcome = tokio::spawn(async move { outage_and_recovery(store, &proxy).await }).await;
         store_support::backends::delete_keys(&direct, &prefix).await;

@@ -13,17 +13,16 @@
 
 use std::{sync::Arc, time::Duration};
 
+use fred::{
+    clients::Pool as RedisPool,
+    prelude::{ClientLike, Config as RedisConfig, ReconnectPolicy},
+};
 use login_manager::{
     remember::RememberStore,
     stores::{
-        redis::{
-            fred::{
-                clients::Pool as RedisPool,
-                prelude::{ClientLike, Config as RedisConfig, ReconnectPolicy},
-            },
-            RedisRememberStore, RedisThrottleStore,
-        },
-        sql::{sqlx::Pool, SqlDialect, SqlRememberStore, SqlThrottleStore},
+        postgres::{PostgresRememberStore, PostgresThrottleStore},
+        redis::{RedisRememberStore, RedisThrottleStore},
+        sqlite::{SqliteRememberStore, SqliteThrottleStore},
     },
     CookieOptions, ThrottleStore,
 };
@@ -42,6 +41,25 @@ const THROTTLE_CLEANUP_EVERY: Duration = Duration::from_secs(10 * 60);
 const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections in the Redis pool shared by sessions, remember-me and throttling.
 const REDIS_POOL_SIZE: usize = 4;
+
+/// Remember-me tokens and throttle windows in the users' SQL database (SQLite or Postgres):
+/// tables created if missing, ended throttle windows deleted in the background.
+macro_rules! sql_stores {
+    ($remember:ident, $throttle:ident, $pool:expr) => {{
+        let remember = $remember::new($pool.clone());
+        remember.migrate().await?;
+        let throttle = $throttle::new($pool.clone());
+        throttle.migrate().await?;
+        tokio::spawn(
+            throttle
+                .clone()
+                .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
+        );
+        let stores: (Arc<dyn RememberStore>, Arc<dyn ThrottleStore>) =
+            (Arc::new(remember), Arc::new(throttle));
+        stores
+    }};
+}
 
 /// The stores, built once at start-up.
 pub struct Stores {
@@ -70,8 +88,12 @@ impl Stores {
                     }
                     (Arc::new(remember), Arc::new(throttle))
                 }
-                (None, Db::Sqlite(pool)) => sql_stores(pool.clone()).await?,
-                (None, Db::Postgres(pool)) => sql_stores(pool.clone()).await?,
+                (None, Db::Sqlite(pool)) => {
+                    sql_stores!(SqliteRememberStore, SqliteThrottleStore, pool)
+                }
+                (None, Db::Postgres(pool)) => {
+                    sql_stores!(PostgresRememberStore, PostgresThrottleStore, pool)
+                }
             };
 
         let sessions = match (config.session_store, db, &redis) {
@@ -170,21 +192,4 @@ pub fn spawn_cleanup(sessions: SessionBackend, remember: Arc<dyn RememberStore>)
             }
         }
     });
-}
-
-/// Remember-me tokens and throttle windows in the users' SQL database (SQLite or Postgres):
-/// tables created if missing, ended throttle windows deleted in the background.
-async fn sql_stores<DB: SqlDialect>(
-    pool: Pool<DB>,
-) -> Result<(Arc<dyn RememberStore>, Arc<dyn ThrottleStore>), Box<dyn std::error::Error>> {
-    let remember = SqlRememberStore::new(pool.clone());
-    remember.migrate().await?;
-    let throttle = SqlThrottleStore::new(pool);
-    throttle.migrate().await?;
-    tokio::spawn(
-        throttle
-            .clone()
-            .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
-    );
-    Ok((Arc::new(remember), Arc::new(throttle)))
 }

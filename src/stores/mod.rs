@@ -7,6 +7,10 @@
 //! | `postgres` | [`PostgresRememberStore`](postgres::PostgresRememberStore) | [`PostgresThrottleStore`](postgres::PostgresThrottleStore) | sqlx 0.8 `PgPool` |
 //! | `redis` | [`RedisRememberStore`](redis::RedisRememberStore) | [`RedisThrottleStore`](redis::RedisThrottleStore) | fred 10 `Pool` |
 //!
+//! These six types are the whole public surface of this module. The SQL ones share one
+//! implementation (every statement is written once; each database only supplies its column
+//! types and its clock), the Redis ones another; both stay private.
+//!
 //! # Pairing with tower-sessions' stores
 //!
 //! Sessions need a shared store as well. The published tower-sessions stores use the same
@@ -17,8 +21,10 @@
 //! - `tower-sessions-redis-store` 0.16 (`RedisStore`) takes a fred 10 client: give it a clone
 //!   of the same `fred::clients::Pool` (clones share the connections).
 //!
+//! Build the pool with your own `sqlx` 0.8 or `fred` 10 dependency (or through the re-exports
+//! `tower_sessions_sqlx_store::sqlx` and `tower_sessions_redis_store::fred`).
+//!
 //! ```no_run
-//! # #[cfg(feature = "postgres")]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
 //! use login_manager::{LoginThrottle, Remember};
@@ -38,12 +44,20 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Failures
+//! # Failures and timeouts
 //!
-//! Every call of these stores is bounded by a timeout (default 5 s, set with `.timeout(..)`):
-//! a hung database answers [`Error::Timeout`] (`"remember store"` or
-//! `"throttle store"`) instead of hanging requests; any other backend failure is
-//! [`Error::Store`]. Both become a 503 and never log anyone in.
+//! Any failure of the backend is [`Error::Store`], never a panic; a malformed stored row is one
+//! too. The stores have no timeout of their own: every call the library makes is bounded by
+//! the caller — [`LoginManager::store_timeout`](crate::LoginManager::store_timeout) for the
+//! remember-me store, [`LoginThrottle::store_timeout`](crate::LoginThrottle::store_timeout)
+//! for the throttle store (both 5 s by default) — so a hung database answers
+//! [`Error::Timeout`]`("remember store")` or `("throttle store")` instead of hanging requests,
+//! the same for these stores and any third-party one. Both errors become a 503 and never log
+//! anyone in.
+//!
+//! The SQL stores' `migrate` and `delete_expired`, which an app calls at start-up or from a
+//! cleanup task rather than in a request, are bounded by the pool's own `acquire_timeout`
+//! (sqlx's default is 30 s); wrap them in `tokio::time::timeout` for a tighter bound.
 //!
 //! See `docs/stores.md` for the table and key layouts, migrations, cleanup, Redis Cluster
 //! and timeouts.
@@ -54,21 +68,84 @@ use std::time::Duration;
 use crate::throttle::ThrottleEntry;
 use crate::{BoxError, Error, Result};
 
+/// Implements [`RememberStore`](crate::remember::RememberStore) or
+/// [`ThrottleStore`](crate::ThrottleStore) for a public store type by forwarding every call to
+/// the private implementation it wraps (field `0`), which has inherent methods of the same
+/// names.
+macro_rules! delegate_store {
+    (RememberStore for $name:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::remember::RememberStore for $name {
+            async fn create(&self, token: $crate::remember::RememberToken) -> $crate::Result<()> {
+                self.0.create(token).await
+            }
+
+            async fn find(
+                &self,
+                selector: &str,
+            ) -> $crate::Result<Option<$crate::remember::RememberToken>> {
+                self.0.find(selector).await
+            }
+
+            async fn rotate(
+                &self,
+                selector: &str,
+                expected: &$crate::remember::ValidatorHash,
+                rotation: $crate::remember::Rotation,
+            ) -> $crate::Result<bool> {
+                self.0.rotate(selector, expected, rotation).await
+            }
+
+            async fn delete(&self, selector: &str) -> $crate::Result<()> {
+                self.0.delete(selector).await
+            }
+
+            async fn delete_for_user(&self, user_id: &str) -> $crate::Result<u64> {
+                self.0.delete_for_user(user_id).await
+            }
+
+            async fn list_for_user(
+                &self,
+                user_id: &str,
+            ) -> $crate::Result<Vec<$crate::remember::RememberToken>> {
+                self.0.list_for_user(user_id).await
+            }
+
+            async fn delete_expired(&self) -> $crate::Result<u64> {
+                self.0.delete_expired().await
+            }
+        }
+    };
+    (ThrottleStore for $name:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::ThrottleStore for $name {
+            async fn failures(&self, key: &str) -> $crate::Result<Option<$crate::ThrottleEntry>> {
+                self.0.failures(key).await
+            }
+
+            async fn record_failure(
+                &self,
+                key: &str,
+                window: std::time::Duration,
+            ) -> $crate::Result<$crate::ThrottleEntry> {
+                self.0.record_failure(key, window).await
+            }
+
+            async fn reset(&self, key: &str) -> $crate::Result<()> {
+                self.0.reset(key).await
+            }
+        }
+    };
+}
+
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub mod sql;
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
-
-/// Default bound on one store call.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// What [`Error::Timeout`] names for a remember-me store call.
-pub(crate) const REMEMBER: &str = "remember store";
-/// What [`Error::Timeout`] names for a throttle store call.
-pub(crate) const THROTTLE: &str = "throttle store";
 
 /// Throttle windows are capped at a year, as in [`MemoryThrottleStore`](crate::MemoryThrottleStore),
 /// so that the database's time arithmetic cannot overflow.
@@ -91,20 +168,15 @@ pub(crate) fn window_entry(count: i64, millis_left: i64) -> ThrottleEntry {
     }
 }
 
-/// Runs one store call, turning a backend error into [`Error::Store`] and an overrun of
-/// `limit` into [`Error::Timeout`]`(what)`.
-pub(crate) async fn bounded<T, E>(
-    limit: Duration,
-    what: &'static str,
+/// Runs one backend call, turning its error into [`Error::Store`]. No timeout: the callers
+/// bound store calls (`crate::timeout::timed`).
+pub(crate) async fn backend<T, E>(
     call: impl Future<Output = std::result::Result<T, E>>,
 ) -> Result<T>
 where
     E: Into<BoxError>,
 {
-    crate::timeout::timed(limit, what, async {
-        call.await.map_err(|e| Error::Store(e.into()))
-    })
-    .await
+    call.await.map_err(|e| Error::Store(e.into()))
 }
 
 /// The body of the `continuously_delete_expired` tasks: `delete` now, then every `period`,

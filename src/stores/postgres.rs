@@ -4,7 +4,7 @@
 //! They take the same sqlx 0.8 [`PgPool`](sqlx::PgPool) as `tower-sessions-sqlx-store` 0.15's
 //! `PostgresStore`. Times are `TIMESTAMPTZ`, hashes `BYTEA`; throttle windows are measured by
 //! the server's `now()`. Tables go in the connection's `search_path` unless a
-//! [`schema`](SqlRememberStore::schema) is set, which `migrate()` then creates.
+//! [`schema`](PostgresRememberStore::schema) is set, which `migrate()` then creates.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,55 +24,87 @@ use sqlx::Postgres;
 use time::OffsetDateTime;
 
 use super::sql::{
-    dialect::Dialect, SqlDialect, SqlRememberStore, SqlStore, SqlThrottleStore, TableKind,
+    dialect::Dialect, sql_store, statements::RememberTable, statements::ThrottleTable,
 };
 use crate::BoxError;
 
-/// Remember-me tokens in Postgres. See [`SqlRememberStore`] for the methods.
-///
-/// ```no_run
-/// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
-/// use login_manager::stores::postgres::PostgresRememberStore;
-/// use login_manager::Remember;
-///
-/// let store = PostgresRememberStore::new(pool);
-/// store.migrate().await?;
-/// let remember = Remember::new(store);
-/// # Ok(()) }
-/// ```
-pub type PostgresRememberStore = SqlRememberStore<Postgres>;
-
-/// Login-throttle windows in Postgres. See [`SqlThrottleStore`] for the methods.
-///
-/// ```no_run
-/// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
-/// use login_manager::stores::postgres::PostgresThrottleStore;
-/// use login_manager::LoginThrottle;
-///
-/// let store = PostgresThrottleStore::new(pool);
-/// store.migrate().await?;
-/// let throttle = LoginThrottle::new(store);
-/// # Ok(()) }
-/// ```
-pub type PostgresThrottleStore = SqlThrottleStore<Postgres>;
-
-impl<K: TableKind> SqlStore<Postgres, K> {
-    /// Puts the table in schema `name` (quoted), created by [`migrate`](Self::migrate) if
-    /// missing. Without it, the connection's `search_path` decides.
+sql_store! {
+    /// Remember-me tokens in Postgres: a [`RememberStore`](crate::remember::RememberStore) in
+    /// one table (default `login_remember_tokens`, in the [`schema`](Self::schema) if set),
+    /// times kept to the microsecond. Clones share the pool.
+    ///
+    /// Create the table with [`migrate`](Self::migrate) at start-up, and delete expired
+    /// tokens now and then with [`delete_expired`](Self::delete_expired) or
+    /// [`continuously_delete_expired`](Self::continuously_delete_expired).
     ///
     /// ```no_run
-    /// # fn run(pool: sqlx::PgPool) {
+    /// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
     /// use login_manager::stores::postgres::PostgresRememberStore;
+    /// use login_manager::Remember;
     ///
-    /// let store = PostgresRememberStore::new(pool).schema("auth");
-    /// # }
+    /// let store = PostgresRememberStore::new(pool);
+    /// store.migrate().await?;
+    /// let remember = Remember::new(store);
+    /// # Ok(()) }
     /// ```
-    pub fn schema(self, name: impl Into<String>) -> Self {
-        self.set_schema(name.into())
+    pub struct PostgresRememberStore(Postgres, RememberTable): RememberStore {
+        module: "postgres",
+        pool: "sqlx::PgPool",
+        table: "login_remember_tokens",
     }
 }
 
-impl SqlDialect for Postgres {}
+sql_store! {
+    /// Login-throttle windows in Postgres: a [`ThrottleStore`](crate::ThrottleStore) in one
+    /// table (default `login_throttle`, in the [`schema`](Self::schema) if set). Clones share
+    /// the pool.
+    ///
+    /// Each failure is one atomic upsert, and windows are measured by the server's `now()`,
+    /// so every app instance applies the same limit. Expired windows are ignored at once and
+    /// deleted by [`delete_expired`](Self::delete_expired) or
+    /// [`continuously_delete_expired`](Self::continuously_delete_expired). Windows are capped
+    /// at a year.
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
+    /// use login_manager::stores::postgres::PostgresThrottleStore;
+    /// use login_manager::LoginThrottle;
+    ///
+    /// let store = PostgresThrottleStore::new(pool);
+    /// store.migrate().await?;
+    /// let throttle = LoginThrottle::new(store);
+    /// # Ok(()) }
+    /// ```
+    pub struct PostgresThrottleStore(Postgres, ThrottleTable): ThrottleStore {
+        module: "postgres",
+        pool: "sqlx::PgPool",
+        table: "login_throttle",
+    }
+}
+
+/// The Postgres-only builder, on both store types.
+macro_rules! schema_builder {
+    ($($name:ident),+) => {$(
+        impl $name {
+            /// Puts the table in schema `name` (quoted), created by [`migrate`](Self::migrate)
+            /// if missing. Without it, the connection's `search_path` decides.
+            ///
+            /// ```no_run
+            /// # fn run(pool: sqlx::PgPool) {
+            #[doc = concat!("use login_manager::stores::postgres::", stringify!($name), ";")]
+            ///
+            #[doc = concat!("let store = ", stringify!($name), "::new(pool).schema(\"auth\");")]
+            /// # }
+            /// ```
+            #[must_use]
+            pub fn schema(self, name: impl Into<String>) -> Self {
+                Self(self.0.set_schema(name.into()))
+            }
+        }
+    )+};
+}
+
+schema_builder!(PostgresRememberStore, PostgresThrottleStore);
 
 impl Dialect for Postgres {
     type Time = OffsetDateTime;

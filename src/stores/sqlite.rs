@@ -30,38 +30,63 @@
 use sqlx::Sqlite;
 use time::OffsetDateTime;
 
-use super::sql::{dialect::Dialect, SqlDialect, SqlRememberStore, SqlThrottleStore};
+use super::sql::{
+    dialect::Dialect, sql_store, statements::RememberTable, statements::ThrottleTable,
+};
 use crate::BoxError;
 
-/// Remember-me tokens in SQLite. See [`SqlRememberStore`] for the methods.
-///
-/// ```no_run
-/// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
-/// use login_manager::stores::sqlite::SqliteRememberStore;
-/// use login_manager::Remember;
-///
-/// let store = SqliteRememberStore::new(pool);
-/// store.migrate().await?;
-/// let remember = Remember::new(store);
-/// # Ok(()) }
-/// ```
-pub type SqliteRememberStore = SqlRememberStore<Sqlite>;
+sql_store! {
+    /// Remember-me tokens in SQLite: a [`RememberStore`](crate::remember::RememberStore) in
+    /// one table (default `login_remember_tokens`), times kept to the millisecond. Clones
+    /// share the pool.
+    ///
+    /// Create the table with [`migrate`](Self::migrate) at start-up, and delete expired
+    /// tokens now and then with [`delete_expired`](Self::delete_expired) or
+    /// [`continuously_delete_expired`](Self::continuously_delete_expired).
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
+    /// use login_manager::stores::sqlite::SqliteRememberStore;
+    /// use login_manager::Remember;
+    ///
+    /// let store = SqliteRememberStore::new(pool).table_name("remember_tokens");
+    /// store.migrate().await?;
+    /// let remember = Remember::new(store);
+    /// # Ok(()) }
+    /// ```
+    pub struct SqliteRememberStore(Sqlite, RememberTable): RememberStore {
+        module: "sqlite",
+        pool: "sqlx::SqlitePool",
+        table: "login_remember_tokens",
+    }
+}
 
-/// Login-throttle windows in SQLite. See [`SqlThrottleStore`] for the methods.
-///
-/// ```no_run
-/// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
-/// use login_manager::stores::sqlite::SqliteThrottleStore;
-/// use login_manager::LoginThrottle;
-///
-/// let store = SqliteThrottleStore::new(pool);
-/// store.migrate().await?;
-/// let throttle = LoginThrottle::new(store);
-/// # Ok(()) }
-/// ```
-pub type SqliteThrottleStore = SqlThrottleStore<Sqlite>;
-
-impl SqlDialect for Sqlite {}
+sql_store! {
+    /// Login-throttle windows in SQLite: a [`ThrottleStore`](crate::ThrottleStore) in one
+    /// table (default `login_throttle`). Clones share the pool.
+    ///
+    /// Each failure is one atomic upsert, and windows are measured by SQLite's clock, so
+    /// every process on the file applies the same limit. Expired windows are ignored at once
+    /// and deleted by [`delete_expired`](Self::delete_expired) or
+    /// [`continuously_delete_expired`](Self::continuously_delete_expired). Windows are capped
+    /// at a year.
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
+    /// use login_manager::stores::sqlite::SqliteThrottleStore;
+    /// use login_manager::LoginThrottle;
+    ///
+    /// let store = SqliteThrottleStore::new(pool);
+    /// store.migrate().await?;
+    /// let throttle = LoginThrottle::new(store);
+    /// # Ok(()) }
+    /// ```
+    pub struct SqliteThrottleStore(Sqlite, ThrottleTable): ThrottleStore {
+        module: "sqlite",
+        pool: "sqlx::SqlitePool",
+        table: "login_throttle",
+    }
+}
 
 /// Unix milliseconds now. `julianday` keeps whole milliseconds internally; `ROUND` undoes the
 /// floating-point division it reports them through.

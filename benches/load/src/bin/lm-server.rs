@@ -31,8 +31,7 @@ use login_manager::{
     async_trait,
     remember::{parse_token, MemoryRememberStore, RememberStore, RememberToken},
     stores::{
-        redis::RedisRememberStore,
-        sql::{sqlx::postgres::PgPoolOptions, SqlRememberStore},
+        postgres::PostgresRememberStore, redis::RedisRememberStore, sqlite::SqliteRememberStore,
     },
     testing::remember_token_like,
     AuthSession, CookieOptions, LoginManager, LoginOptions, LoginRequired, PasswordHasher,
@@ -40,6 +39,7 @@ use login_manager::{
 };
 use login_manager_load::{greeting, public, serve, LoginForm, User, Users, USER_AGENT};
 use login_manager_sessions::{SessionBackend, SessionConfig};
+use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 use tower_sessions::{MemoryStore, SessionManagerLayer};
 
@@ -149,8 +149,14 @@ async fn backend_stores(url: &str, no_ping: bool) -> (SessionBackend, Arc<dyn Re
     };
     let remember: Arc<dyn RememberStore> = match &sessions {
         SessionBackend::Memory(_) => Arc::new(memory_remember_store()),
-        SessionBackend::Sqlite(pool) => migrated(SqlRememberStore::new(pool.clone())).await,
-        SessionBackend::Postgres(pool) => migrated(SqlRememberStore::new(pool.clone())).await,
+        SessionBackend::Sqlite(pool) => {
+            let store = SqliteRememberStore::new(pool.clone());
+            migrated(store.migrate().await, store)
+        }
+        SessionBackend::Postgres(pool) => {
+            let store = PostgresRememberStore::new(pool.clone());
+            migrated(store.migrate().await, store)
+        }
         SessionBackend::Redis(pool) => {
             Arc::new(RedisRememberStore::new(pool.clone()).key_prefix(REDIS_PREFIX))
         }
@@ -159,10 +165,12 @@ async fn backend_stores(url: &str, no_ping: bool) -> (SessionBackend, Arc<dyn Re
     (sessions, remember)
 }
 
-async fn migrated<DB: login_manager::stores::sql::SqlDialect>(
-    store: SqlRememberStore<DB>,
+/// `store`, once its table was created (`migration`, the outcome of its `migrate()`).
+fn migrated(
+    migration: login_manager::Result<()>,
+    store: impl RememberStore,
 ) -> Arc<dyn RememberStore> {
-    store.migrate().await.expect("create the remember table");
+    migration.expect("create the remember table");
     Arc::new(store)
 }
 

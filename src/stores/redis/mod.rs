@@ -1,0 +1,435 @@
+//! Redis stores (feature `redis`): [`RedisRememberStore`] and [`RedisThrottleStore`], on a
+//! fred 10 [`Pool`].
+//!
+//! Give them a clone of the [`Pool`] that `tower-sessions-redis-store` 0.16's `RedisStore`
+//! uses (clones share the connections), and [`init`](fred::prelude::ClientLike::init) it
+//! once. Every atomic step is one Lua script (`EVALSHA`, loaded again after a `NOSCRIPT`),
+//! and no script touches two hash slots, so the layout works on Redis Cluster as it is.
+//! Needs Redis 5 or later (or Valkey).
+//!
+//! # Keys
+//!
+//! Under a prefix (default `login:`), with `<tag>` the user id with `{`, `}` and `%`
+//! percent-encoded:
+//!
+//! | key | type | holds | expires |
+//! |---|---|---|---|
+//! | `login:remember:token:{<tag>}:<selector>` | hash | one token | with the token |
+//! | `login:remember:user:{<tag>}` | set | the user's selectors | with the user's last token |
+//! | `login:remember:selector:<selector>` | string | the user id, to find a token by selector | with the token, or later |
+//! | `login:throttle:<key>` | string | a failure count | with the window |
+//!
+//! One user's tokens and set share the hash tag `{<tag>}`, so listing and revoking all of a
+//! user's tokens are single-slot scripts, atomic even on a Cluster. Finding a token by
+//! selector therefore takes two round trips (selector → user, then the token).
+//!
+//! Redis deletes expired tokens and windows itself: [`RememberStore::delete_expired`](crate::remember::RememberStore::delete_expired) has
+//! nothing to do and answers 0, and an expired token is simply not found. Members of the
+//! per-user set whose token has expired are pruned whenever the set is listed.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use fred::prelude::*;
+//! use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
+//! use login_manager::{LoginThrottle, Remember};
+//!
+//! let pool = Pool::new(Config::from_url("redis://127.0.0.1:6379")?, None, None, None, 4)?;
+//! pool.init().await?;
+//! // let sessions = tower_sessions_redis_store::RedisStore::new(pool.clone());
+//! let remember = Remember::new(RedisRememberStore::new(pool.clone()));
+//! let throttle = LoginThrottle::new(RedisThrottleStore::new(pool));
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod scripts;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fred::clients::Pool;
+use fred::interfaces::{HashesInterface, KeysInterface};
+
+use super::{backend, window_entry, window_millis};
+use crate::remember::{RememberToken, Rotation, ValidatorHash};
+use crate::throttle::ThrottleEntry;
+use crate::{BoxError, Result};
+use codec::{escape_prefix, millis, tag, token_from_fields};
+use scripts::{
+    CREATE, DELETE, DELETE_FOR_USER, FAILURES, LIST_FOR_USER, RECORD_FAILURE, RESOLVE_AND_EXTEND,
+    ROTATE, SET_POINTER,
+};
+
+/// The default key prefix.
+const DEFAULT_PREFIX: &str = "login:";
+
+/// Remember-me tokens: the keys of [`RedisRememberStore`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RememberKeys;
+
+/// Throttle windows: the keys of [`RedisThrottleStore`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ThrottleKeys;
+
+/// A store in Redis, for one kind of data (`K`): the one implementation that
+/// [`RedisRememberStore`] and [`RedisThrottleStore`] wrap.
+#[derive(Clone)]
+pub(crate) struct RedisStore<K> {
+    pool: Pool,
+    prefix: String,
+    kind: std::marker::PhantomData<K>,
+}
+
+impl<K> RedisStore<K> {
+    fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            kind: std::marker::PhantomData,
+        }
+    }
+
+    fn set_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = escape_prefix(prefix);
+        self
+    }
+}
+
+/// Defines one public Redis store type: a newtype around [`RedisStore`] with the builder
+/// (`new`, `key_prefix`, `pool`, `DEFAULT_PREFIX`) and the store trait, each documented with
+/// an example naming the type itself.
+macro_rules! redis_store {
+    ($(#[$doc:meta])* pub struct $name:ident($kind:ty): $store_trait:ident;) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(RedisStore<$kind>);
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("prefix", &self.0.prefix)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $name {
+            /// The default key prefix, `login:`.
+            ///
+            /// ```
+            #[doc = concat!("use login_manager::stores::redis::", stringify!($name), ";")]
+            ///
+            #[doc = concat!("assert_eq!(", stringify!($name), "::DEFAULT_PREFIX, \"login:\");")]
+            /// ```
+            pub const DEFAULT_PREFIX: &'static str = DEFAULT_PREFIX;
+
+            /// A store on `pool` (which the caller [`init`](fred::prelude::ClientLike::init)s),
+            /// keys under [`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX).
+            ///
+            /// ```no_run
+            /// # fn run(pool: fred::clients::Pool) {
+            #[doc = concat!("use login_manager::stores::redis::", stringify!($name), ";")]
+            ///
+            #[doc = concat!("let store = ", stringify!($name), "::new(pool);")]
+            /// # }
+            /// ```
+            pub fn new(pool: Pool) -> Self {
+                Self(RedisStore::new(pool))
+            }
+
+            /// Puts the keys under `prefix` (default `login:`). Braces in it are
+            /// percent-encoded, as they would otherwise break the hash tags.
+            ///
+            /// ```no_run
+            /// # fn run(pool: fred::clients::Pool) {
+            #[doc = concat!("use login_manager::stores::redis::", stringify!($name), ";")]
+            ///
+            #[doc = concat!("let store = ", stringify!($name), "::new(pool).key_prefix(\"myapp:\");")]
+            /// # }
+            /// ```
+            #[must_use]
+            pub fn key_prefix(self, prefix: impl AsRef<str>) -> Self {
+                Self(self.0.set_prefix(prefix.as_ref()))
+            }
+
+            /// The pool.
+            ///
+            /// ```no_run
+            #[doc = concat!("# fn run(store: login_manager::stores::redis::", stringify!($name), ") {")]
+            /// let pool: fred::clients::Pool = store.pool().clone();
+            /// # }
+            /// ```
+            pub fn pool(&self) -> &Pool {
+                &self.0.pool
+            }
+        }
+
+        delegate_store!($store_trait for $name);
+    };
+}
+
+redis_store! {
+    /// Remember-me tokens in Redis: a [`RememberStore`](crate::remember::RememberStore) (see
+    /// the [module docs](self) for the key layout).
+    ///
+    /// Clones share the pool. Times are kept to the millisecond. Expired tokens are removed by
+    /// Redis itself, so [`find`](crate::remember::RememberStore::find) never returns one and
+    /// [`delete_expired`](crate::remember::RememberStore::delete_expired) has nothing to do.
+    ///
+    /// ```no_run
+    /// # fn run(pool: fred::clients::Pool) {
+    /// use login_manager::stores::redis::RedisRememberStore;
+    /// use login_manager::Remember;
+    ///
+    /// let store = RedisRememberStore::new(pool).key_prefix("myapp:login:");
+    /// let remember = Remember::new(store);
+    /// # }
+    /// ```
+    pub struct RedisRememberStore(RememberKeys): RememberStore;
+}
+
+redis_store! {
+    /// Login-throttle windows in Redis: a [`ThrottleStore`](crate::ThrottleStore) keeping one
+    /// counter per key, `INCR` and an expiry set by the increment that opened the window, in
+    /// one Lua script. Redis measures the window and deletes it when it ends. Clones share
+    /// the pool.
+    ///
+    /// ```no_run
+    /// # fn run(pool: fred::clients::Pool) {
+    /// use login_manager::stores::redis::RedisThrottleStore;
+    /// use login_manager::LoginThrottle;
+    ///
+    /// let throttle = LoginThrottle::new(RedisThrottleStore::new(pool));
+    /// # }
+    /// ```
+    pub struct RedisThrottleStore(ThrottleKeys): ThrottleStore;
+}
+
+/// The operations of [`RememberStore`](crate::remember::RememberStore).
+impl RedisStore<RememberKeys> {
+    pub(crate) async fn create(&self, token: RememberToken) -> Result<()> {
+        backend(self.run_create(token)).await
+    }
+
+    pub(crate) async fn find(&self, selector: &str) -> Result<Option<RememberToken>> {
+        backend(self.run_find(selector)).await
+    }
+
+    pub(crate) async fn rotate(
+        &self,
+        selector: &str,
+        expected: &ValidatorHash,
+        rotation: Rotation,
+    ) -> Result<bool> {
+        backend(self.run_rotate(selector, expected, rotation)).await
+    }
+
+    pub(crate) async fn delete(&self, selector: &str) -> Result<()> {
+        backend(self.run_delete(selector)).await
+    }
+
+    pub(crate) async fn delete_for_user(&self, user_id: &str) -> Result<u64> {
+        backend(self.run_delete_for_user(user_id)).await
+    }
+
+    pub(crate) async fn list_for_user(&self, user_id: &str) -> Result<Vec<RememberToken>> {
+        backend(self.run_list_for_user(user_id)).await
+    }
+
+    /// Redis expires tokens by itself: nothing to do, 0.
+    pub(crate) async fn delete_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn pointer_key(&self, selector: &str) -> String {
+        format!("{}remember:selector:{selector}", self.prefix)
+    }
+
+    fn set_key(&self, user_id: &str) -> String {
+        format!("{}remember:user:{{{}}}", self.prefix, tag(user_id))
+    }
+
+    /// A token's key without the selector, as the per-user scripts build it.
+    fn token_key_prefix(&self, user_id: &str) -> String {
+        format!("{}remember:token:{{{}}}:", self.prefix, tag(user_id))
+    }
+
+    fn token_key(&self, user_id: &str, selector: &str) -> String {
+        format!("{}{selector}", self.token_key_prefix(user_id))
+    }
+
+    async fn run_create(&self, token: RememberToken) -> std::result::Result<(), BoxError> {
+        let expires = millis(token.expires_at);
+        // The pointer first: a token is never stored without a way to find and delete it; a
+        // failure in between leaves only a pointer to nothing, which expires with the token.
+        let _: i64 = SET_POINTER
+            .evalsha_with_reload(
+                self.pool.next(),
+                vec![self.pointer_key(&token.selector)],
+                vec![token.user_id.clone(), expires.to_string()],
+            )
+            .await?;
+        let mut args = vec![token.selector.clone(), expires.to_string()];
+        let mut field = |name: &str, value: String| {
+            args.push(name.to_owned());
+            args.push(value);
+        };
+        field("selector", token.selector.clone());
+        field("validator_hash", hex::encode(token.validator_hash));
+        if let Some(previous) = token.previous_hash {
+            field("previous_hash", hex::encode(previous));
+        }
+        if let Some(rotated_at) = token.rotated_at {
+            field("rotated_at", millis(rotated_at).to_string());
+        }
+        field("user_id", token.user_id.clone());
+        field("auth_hash", token.auth_hash);
+        field("created_at", millis(token.created_at).to_string());
+        field("last_used_at", millis(token.last_used_at).to_string());
+        field("expires_at", expires.to_string());
+        field("user_agent", token.user_agent);
+        let keys = vec![
+            self.token_key(&token.user_id, &token.selector),
+            self.set_key(&token.user_id),
+        ];
+        let _: i64 = CREATE
+            .evalsha_with_reload(self.pool.next(), keys, args)
+            .await?;
+        Ok(())
+    }
+
+    async fn run_find(
+        &self,
+        selector: &str,
+    ) -> std::result::Result<Option<RememberToken>, BoxError> {
+        let user: Option<String> = self.pool.get(self.pointer_key(selector)).await?;
+        let Some(user) = user else { return Ok(None) };
+        let fields: HashMap<String, String> =
+            self.pool.hgetall(self.token_key(&user, selector)).await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        token_from_fields(fields).map(Some)
+    }
+
+    async fn run_rotate(
+        &self,
+        selector: &str,
+        expected: &ValidatorHash,
+        rotation: Rotation,
+    ) -> std::result::Result<bool, BoxError> {
+        let expires = millis(rotation.expires_at);
+        let user: Option<String> = RESOLVE_AND_EXTEND
+            .evalsha_with_reload(
+                self.pool.next(),
+                vec![self.pointer_key(selector)],
+                vec![expires.to_string()],
+            )
+            .await?;
+        let Some(user) = user else { return Ok(false) };
+        let keys = vec![self.token_key(&user, selector), self.set_key(&user)];
+        let args = vec![
+            hex::encode(expected),
+            hex::encode(rotation.new_hash),
+            millis(rotation.rotated_at).to_string(),
+            expires.to_string(),
+        ];
+        let won: i64 = ROTATE
+            .evalsha_with_reload(self.pool.next(), keys, args)
+            .await?;
+        Ok(won == 1)
+    }
+
+    async fn run_delete(&self, selector: &str) -> std::result::Result<(), BoxError> {
+        let pointer = self.pointer_key(selector);
+        let user: Option<String> = self.pool.get(&pointer).await?;
+        if let Some(user) = user {
+            let keys = vec![self.token_key(&user, selector), self.set_key(&user)];
+            let _: i64 = DELETE
+                .evalsha_with_reload(self.pool.next(), keys, vec![selector])
+                .await?;
+        }
+        // The pointer last, so that a failure above leaves the token findable for a retry.
+        let _: i64 = self.pool.del(pointer).await?;
+        Ok(())
+    }
+
+    async fn run_delete_for_user(&self, user_id: &str) -> std::result::Result<u64, BoxError> {
+        let deleted: Vec<String> = DELETE_FOR_USER
+            .evalsha_with_reload(
+                self.pool.next(),
+                vec![self.set_key(user_id)],
+                vec![self.token_key_prefix(user_id), user_id.to_owned()],
+            )
+            .await?;
+        // The tokens are gone (atomically, above); their pointers live in other slots, one
+        // `DEL` each. A pointer left behind by a failure points to nothing and expires with
+        // the token it named, so failures here are only logged: revoking did succeed.
+        for selector in &deleted {
+            if let Err(error) = self.pool.del::<i64, _>(self.pointer_key(selector)).await {
+                tracing::warn!(%error, "remember store: a revoked token's selector key was left behind");
+            }
+        }
+        Ok(deleted.len() as u64)
+    }
+
+    async fn run_list_for_user(
+        &self,
+        user_id: &str,
+    ) -> std::result::Result<Vec<RememberToken>, BoxError> {
+        let tokens: Vec<Vec<String>> = LIST_FOR_USER
+            .evalsha_with_reload(
+                self.pool.next(),
+                vec![self.set_key(user_id)],
+                vec![self.token_key_prefix(user_id), user_id.to_owned()],
+            )
+            .await?;
+        tokens
+            .into_iter()
+            .map(|flat| {
+                let mut fields = HashMap::with_capacity(flat.len() / 2);
+                let mut flat = flat.into_iter();
+                while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+                    fields.insert(name, value);
+                }
+                token_from_fields(fields)
+            })
+            .collect()
+    }
+}
+
+/// The operations of [`ThrottleStore`](crate::ThrottleStore).
+impl RedisStore<ThrottleKeys> {
+    pub(crate) async fn failures(&self, key: &str) -> Result<Option<ThrottleEntry>> {
+        let window: Option<(i64, i64)> = backend(FAILURES.evalsha_with_reload(
+            self.pool.next(),
+            vec![self.key(key)],
+            Vec::<String>::new(),
+        ))
+        .await?;
+        Ok(window.map(|(count, left)| window_entry(count, left)))
+    }
+
+    pub(crate) async fn record_failure(
+        &self,
+        key: &str,
+        window: Duration,
+    ) -> Result<ThrottleEntry> {
+        let (count, left): (i64, i64) = backend(RECORD_FAILURE.evalsha_with_reload(
+            self.pool.next(),
+            vec![self.key(key)],
+            vec![window_millis(window)],
+        ))
+        .await?;
+        Ok(window_entry(count, left))
+    }
+
+    pub(crate) async fn reset(&self, key: &str) -> Result<()> {
+        backend(self.pool.del::<i64, _>(self.key(key)))
+            .await
+            .map(drop)
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}throttle:{key}", self.prefix)
+    }
+}

@@ -1,0 +1,142 @@
+//! The Lua scripts of the Redis stores: every atomic step is one script, run with `EVALSHA`
+//! (and loaded again after a `NOSCRIPT`), and no script touches keys of two hash slots.
+//! Crate-private.
+
+use std::sync::LazyLock;
+
+use fred::types::scripts::Script;
+
+/// Keeps a key (the per-user set, a selector pointer) alive at least until `expires_at`:
+/// lengthens its expiry, never shortens it (server clock). A key without an expiry (which
+/// these stores never write) gets one; a missing key stays missing.
+const COVER: &str = r"
+local function cover(key, expires_at)
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local ttl = redis.call('PTTL', key)
+  if ttl == -1 or ttl < tonumber(expires_at) - now_ms then
+    redis.call('PEXPIREAT', key, expires_at)
+  end
+end
+";
+
+/// KEYS: selector pointer. ARGV: user id, expires_at ms. `SET … PXAT` in two commands that
+/// Redis 5 and 6.0 also have (`PXAT` came in 6.2).
+pub(crate) static SET_POINTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return 1",
+    )
+});
+
+/// KEYS: token, user set. ARGV: selector, expires_at ms, then the hash's field/value pairs.
+pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(format!(
+        "{COVER}
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+cover(KEYS[2], ARGV[2])
+return 1"
+    ))
+});
+
+/// KEYS: token, user set. ARGV: expected hash, new hash, rotated_at ms, expires_at ms.
+/// The compare-and-swap of the validator: 1 when this call won, 0 otherwise.
+pub(crate) static ROTATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(format!(
+        "{COVER}
+local current = redis.call('HGET', KEYS[1], 'validator_hash')
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'previous_hash', current, 'validator_hash', ARGV[2],
+  'rotated_at', ARGV[3], 'last_used_at', ARGV[3], 'expires_at', ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+cover(KEYS[2], ARGV[4])
+return 1"
+    ))
+});
+
+/// KEYS: selector pointer. ARGV: expires_at ms. The user id, with the pointer made to live
+/// at least as long as the token will after a rotation (it may slide the expiry). Only ever
+/// lengthened: a call that then loses the rotation, or a late one, must not cut the winner's
+/// pointer short (a pointer outliving its token only finds nothing).
+pub(crate) static RESOLVE_AND_EXTEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(format!(
+        "{COVER}
+local user = redis.call('GET', KEYS[1])
+if user then cover(KEYS[1], ARGV[1]) end
+return user"
+    ))
+});
+
+/// KEYS: token, user set. ARGV: selector.
+pub(crate) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1",
+    )
+});
+
+/// KEYS: user set. ARGV: token key prefix (up to the selector), user id. Deletes the user's
+/// tokens and returns their selectors. The token keys are built here from the set's members:
+/// they carry the set's hash tag, so they are in its slot.
+pub(crate) static DELETE_FOR_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "local deleted = {}
+for _, selector in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[1] .. selector
+  local owner = redis.call('HGET', key, 'user_id')
+  if owner == ARGV[2] then
+    redis.call('DEL', key)
+    table.insert(deleted, selector)
+  end
+  if owner == ARGV[2] or not owner then redis.call('SREM', KEYS[1], selector) end
+end
+return deleted",
+    )
+});
+
+/// KEYS: user set. ARGV: token key prefix, user id. Every token of the user as a flat
+/// field/value list; members whose token is gone (expired) are pruned from the set.
+pub(crate) static LIST_FOR_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "local tokens = {}
+for _, selector in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local token = redis.call('HGETALL', ARGV[1] .. selector)
+  if #token == 0 then
+    redis.call('SREM', KEYS[1], selector)
+  else
+    local fields = {}
+    for i = 1, #token, 2 do fields[token[i]] = token[i + 1] end
+    if fields['user_id'] == ARGV[2] then table.insert(tokens, token) end
+  end
+end
+return tokens",
+    )
+});
+
+/// KEYS: counter. ARGV: window ms. `INCR`, then an expiry only if the key has none: the same
+/// as `PEXPIRE … NX` (Redis 7), also on Redis 5 and 6. Returns `{count, ms left}`.
+pub(crate) static RECORD_FAILURE: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "local count = redis.call('INCR', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {count, left}",
+    )
+});
+
+/// KEYS: counter. `{count, ms left}`, or nil when there is no open window.
+pub(crate) static FAILURES: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "local count = redis.call('GET', KEYS[1])
+if not count then return nil end
+return {tonumber(count), redis.call('PTTL', KEYS[1])}",
+    )
+});

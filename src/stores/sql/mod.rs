@@ -1,0 +1,349 @@
+//! The SQL stores' one implementation, generic over the sqlx database and the kind of table
+//! (features `sqlite`, `postgres`), and the macro that wraps it into the public store types
+//! of `sqlite.rs` and `postgres.rs`. Nothing here is public: every statement is written once
+//! (`statements.rs`), each database only supplies its column types and its clock
+//! (`dialect.rs`), and see `docs/stores.md` for the resulting tables.
+//!
+//! # Tables
+//!
+//! Remember-me tokens (default table `login_remember_tokens`), primary key `selector`, indexed
+//! on `user_id` (list and revoke-all) and `expires_at` (cleanup):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `selector` | text | primary key |
+//! | `validator_hash`, `previous_hash` | bytes | SHA-256 of the validators |
+//! | `rotated_at`, `created_at`, `last_used_at`, `expires_at` | time | |
+//! | `user_id`, `auth_hash`, `user_agent` | text | |
+//!
+//! Throttle windows (default table `login_throttle`): `key` text primary key, `failures`
+//! integer, `window_end` time, indexed on `window_end`.
+//!
+//! "time" is `TIMESTAMPTZ` on Postgres and an `INTEGER` of Unix milliseconds on SQLite;
+//! "bytes" is `BYTEA` / `BLOB`. Throttle windows are computed by the database's clock.
+
+pub(crate) mod dialect;
+pub(crate) mod statements;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Pool;
+
+use super::{backend, delete_expired_every, window_entry, window_millis};
+use crate::remember::{RememberToken, Rotation, ValidatorHash};
+use crate::throttle::ThrottleEntry;
+use crate::Result;
+use dialect::{Arg, Backend};
+use statements::{Kind, Location, RememberTable, Statements, ThrottleTable};
+
+/// A store in one SQL table of database `DB`: remember-me tokens (`K` = [`RememberTable`]) or
+/// throttle windows ([`ThrottleTable`]). Wrapped by the public types of [`sql_store!`].
+pub(crate) struct SqlStore<DB: Backend, K: Kind> {
+    pool: Pool<DB>,
+    location: Location,
+    sql: Arc<K::Statements>,
+}
+
+impl<DB: Backend, K: Kind> Clone for SqlStore<DB, K> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            location: self.location.clone(),
+            sql: Arc::clone(&self.sql),
+        }
+    }
+}
+
+impl<DB: Backend, K: Kind> SqlStore<DB, K> {
+    pub(crate) fn new(pool: Pool<DB>) -> Self {
+        let location = Location {
+            schema: None,
+            table: K::DEFAULT_TABLE.to_owned(),
+        };
+        Self {
+            pool,
+            sql: Arc::new(K::Statements::build::<DB>(&location)),
+            location,
+        }
+    }
+
+    pub(crate) fn set_table(mut self, name: String) -> Self {
+        self.location.table = name;
+        self.rebuild()
+    }
+
+    /// Puts the table in `schema` (Postgres' `schema` builder).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn set_schema(mut self, schema: String) -> Self {
+        self.location.schema = Some(schema);
+        self.rebuild()
+    }
+
+    /// The qualified, quoted table name, for `Debug`.
+    pub(crate) fn table(&self) -> String {
+        self.location.table()
+    }
+
+    pub(crate) fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<()> {
+        backend(DB::run_in_transaction(&self.pool, self.sql.migration())).await
+    }
+
+    pub(crate) async fn delete_expired(&self) -> Result<u64> {
+        self.execute(self.sql.delete_expired(), vec![]).await
+    }
+
+    pub(crate) async fn continuously_delete_expired(self, period: Duration) {
+        delete_expired_every(period, K::WHAT, || self.delete_expired()).await;
+    }
+
+    fn rebuild(mut self) -> Self {
+        self.sql = Arc::new(K::Statements::build::<DB>(&self.location));
+        self
+    }
+
+    async fn execute(&self, sql: &str, args: Vec<Arg<'_>>) -> Result<u64> {
+        backend(DB::execute(&self.pool, sql, args)).await
+    }
+}
+
+/// The operations of [`RememberStore`](crate::remember::RememberStore).
+impl<DB: Backend> SqlStore<DB, RememberTable> {
+    pub(crate) async fn create(&self, token: RememberToken) -> Result<()> {
+        let args = vec![
+            Arg::Text(&token.selector),
+            Arg::Bytes(&token.validator_hash),
+            Arg::NullableBytes(token.previous_hash.as_ref().map(|h| &h[..])),
+            Arg::NullableTime(token.rotated_at),
+            Arg::Text(&token.user_id),
+            Arg::Text(&token.auth_hash),
+            Arg::Time(token.created_at),
+            Arg::Time(token.last_used_at),
+            Arg::Time(token.expires_at),
+            Arg::Text(&token.user_agent),
+        ];
+        self.execute(&self.sql.insert, args).await.map(drop)
+    }
+
+    pub(crate) async fn find(&self, selector: &str) -> Result<Option<RememberToken>> {
+        let tokens = self
+            .fetch(&self.sql.find, vec![Arg::Text(selector)])
+            .await?;
+        Ok(tokens.into_iter().next())
+    }
+
+    pub(crate) async fn rotate(
+        &self,
+        selector: &str,
+        expected: &ValidatorHash,
+        rotation: Rotation,
+    ) -> Result<bool> {
+        let args = vec![
+            Arg::Bytes(&rotation.new_hash),
+            Arg::Time(rotation.rotated_at),
+            Arg::Time(rotation.expires_at),
+            Arg::Text(selector),
+            Arg::Bytes(expected),
+        ];
+        Ok(self.execute(&self.sql.rotate, args).await? == 1)
+    }
+
+    pub(crate) async fn delete(&self, selector: &str) -> Result<()> {
+        self.execute(&self.sql.delete, vec![Arg::Text(selector)])
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn delete_for_user(&self, user_id: &str) -> Result<u64> {
+        self.execute(&self.sql.delete_for_user, vec![Arg::Text(user_id)])
+            .await
+    }
+
+    pub(crate) async fn list_for_user(&self, user_id: &str) -> Result<Vec<RememberToken>> {
+        self.fetch(&self.sql.list_for_user, vec![Arg::Text(user_id)])
+            .await
+    }
+
+    async fn fetch(&self, sql: &str, args: Vec<Arg<'_>>) -> Result<Vec<RememberToken>> {
+        backend(DB::fetch_tokens(&self.pool, sql, args)).await
+    }
+}
+
+/// The operations of [`ThrottleStore`](crate::ThrottleStore).
+impl<DB: Backend> SqlStore<DB, ThrottleTable> {
+    pub(crate) async fn failures(&self, key: &str) -> Result<Option<ThrottleEntry>> {
+        self.window(&self.sql.failures, vec![Arg::Text(key)]).await
+    }
+
+    pub(crate) async fn record_failure(
+        &self,
+        key: &str,
+        window: Duration,
+    ) -> Result<ThrottleEntry> {
+        let args = vec![Arg::Text(key), Arg::BigInt(window_millis(window))];
+        let entry = self.window(&self.sql.record_failure, args).await?;
+        // An upsert with RETURNING always returns its row; an empty answer means a broken
+        // backend, reported as such rather than as "no failures".
+        entry.ok_or_else(|| crate::Error::Store("the throttle upsert returned no row".into()))
+    }
+
+    pub(crate) async fn reset(&self, key: &str) -> Result<()> {
+        self.execute(&self.sql.reset, vec![Arg::Text(key)])
+            .await
+            .map(drop)
+    }
+
+    async fn window(&self, sql: &str, args: Vec<Arg<'_>>) -> Result<Option<ThrottleEntry>> {
+        let row = backend(DB::fetch_window(&self.pool, sql, args)).await?;
+        Ok(row.map(|(failures, millis_left)| window_entry(failures, millis_left)))
+    }
+}
+
+/// Defines one public SQL store type: a newtype around [`SqlStore`] for one database and one
+/// kind of table, with the builder (`new`, `table_name`, `pool`, `DEFAULT_TABLE`), the
+/// maintenance calls (`migrate`, `delete_expired`, `continuously_delete_expired`) and the store
+/// trait, each documented with an example naming the type itself.
+///
+/// `module` and `pool` are the type's module under `login_manager::stores` and the pool type
+/// its examples take; `table` is the default table name, which the `DEFAULT_TABLE` doctest
+/// checks against the one the implementation uses.
+macro_rules! sql_store {
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident($db:ty, $kind:ty): $store_trait:ident {
+            module: $module:literal,
+            pool: $pool:literal,
+            table: $table:literal $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name($crate::stores::sql::SqlStore<$db, $kind>);
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("table", &self.0.table())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $name {
+            #[doc = concat!("The default table name, `", $table, "`.")]
+            ///
+            /// ```
+            #[doc = concat!("use login_manager::stores::", $module, "::", stringify!($name), ";")]
+            ///
+            #[doc = concat!("assert_eq!(", stringify!($name), "::DEFAULT_TABLE, \"", $table, "\");")]
+            /// ```
+            pub const DEFAULT_TABLE: &'static str =
+                <$kind as $crate::stores::sql::statements::Kind>::DEFAULT_TABLE;
+
+            /// A store using `pool` and the table [`DEFAULT_TABLE`](Self::DEFAULT_TABLE).
+            /// Create the table with [`migrate`](Self::migrate) at start-up.
+            ///
+            /// ```no_run
+            #[doc = concat!("# fn run(pool: ", $pool, ") {")]
+            #[doc = concat!("use login_manager::stores::", $module, "::", stringify!($name), ";")]
+            ///
+            #[doc = concat!("let store = ", stringify!($name), "::new(pool);")]
+            /// # }
+            /// ```
+            pub fn new(pool: ::sqlx::Pool<$db>) -> Self {
+                Self($crate::stores::sql::SqlStore::new(pool))
+            }
+
+            /// Uses table `name` (quoted: any name is safe and keeps its case). Its indexes are
+            /// named after it.
+            ///
+            /// ```no_run
+            #[doc = concat!("# fn run(pool: ", $pool, ") {")]
+            #[doc = concat!("use login_manager::stores::", $module, "::", stringify!($name), ";")]
+            ///
+            #[doc = concat!("let store = ", stringify!($name), "::new(pool).table_name(\"my_", $table, "\");")]
+            /// # }
+            /// ```
+            #[must_use]
+            pub fn table_name(self, name: impl Into<String>) -> Self {
+                Self(self.0.set_table(name.into()))
+            }
+
+            /// The connection pool.
+            ///
+            /// ```no_run
+            #[doc = concat!("# fn run(store: login_manager::stores::", $module, "::", stringify!($name), ") {")]
+            #[doc = concat!("let pool: &", $pool, " = store.pool();")]
+            /// # }
+            /// ```
+            pub fn pool(&self) -> &::sqlx::Pool<$db> {
+                self.0.pool()
+            }
+
+            /// Creates the table and its indexes if they do not exist (and, on Postgres, the
+            /// schema), in one transaction. Safe to run on every start-up, from several
+            /// instances at once.
+            ///
+            /// A start-up call, not a request's: no store timeout applies, it is bounded by
+            /// the pool's own `acquire_timeout` (sqlx's default is 30 s).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Store`](crate::Error::Store) when the database fails or cannot be
+            /// reached.
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn run(store: login_manager::stores::", $module, "::", stringify!($name), ") -> login_manager::Result<()> {")]
+            /// store.migrate().await?;
+            /// # Ok(()) }
+            /// ```
+            pub async fn migrate(&self) -> $crate::Result<()> {
+                self.0.migrate().await
+            }
+
+            /// Deletes the expired rows (tokens past `expires_at`, ended throttle windows) by
+            /// the database's clock; how many.
+            ///
+            /// A cleanup call, not a request's: no store timeout applies, it is bounded by the
+            /// pool's own `acquire_timeout` (sqlx's default is 30 s).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::Store`](crate::Error::Store) when the database fails or cannot be
+            /// reached.
+            ///
+            /// ```no_run
+            #[doc = concat!("# async fn run(store: login_manager::stores::", $module, "::", stringify!($name), ") -> login_manager::Result<()> {")]
+            /// let deleted = store.delete_expired().await?;
+            /// # Ok(()) }
+            /// ```
+            pub async fn delete_expired(&self) -> $crate::Result<u64> {
+                self.0.delete_expired().await
+            }
+
+            /// Deletes expired rows every `period` (at least a second), for ever: spawn it, and
+            /// abort the task to stop it. A failed round (see
+            /// [`delete_expired`](Self::delete_expired)) is logged and retried at the next
+            /// tick.
+            ///
+            /// ```no_run
+            #[doc = concat!("# fn run(store: login_manager::stores::", $module, "::", stringify!($name), ") {")]
+            /// use std::time::Duration;
+            ///
+            /// let cleanup = tokio::spawn(store.clone().continuously_delete_expired(Duration::from_secs(3600)));
+            /// // at shutdown: cleanup.abort();
+            /// # }
+            /// ```
+            pub async fn continuously_delete_expired(self, period: ::std::time::Duration) {
+                self.0.continuously_delete_expired(period).await
+            }
+        }
+
+        delegate_store!($store_trait for $name);
+    };
+}
+
+pub(crate) use sql_store;

@@ -1,0 +1,225 @@
+//! Every statement of the two SQL stores, written once for both databases, and what a kind
+//! of table ([`RememberTable`], [`ThrottleTable`]) brings to the generic store: its default
+//! name and its statements. Crate-private.
+
+use super::dialect::Dialect;
+
+/// A quoted SQL identifier: any name is safe, and keeps its case.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `"schema"."table"`, or `"table"`.
+fn qualified(schema: Option<&str>, table: &str) -> String {
+    match schema {
+        Some(schema) => format!("{}.{}", quote(schema), quote(table)),
+        None => quote(table),
+    }
+}
+
+/// Where a store's table lives; shared by both stores' builders.
+#[derive(Debug, Clone)]
+pub(crate) struct Location {
+    pub(crate) schema: Option<String>,
+    pub(crate) table: String,
+}
+
+impl Location {
+    pub(crate) fn table(&self) -> String {
+        qualified(self.schema.as_deref(), &self.table)
+    }
+
+    /// An index name derived from the table's (indexes live in the table's schema).
+    pub(crate) fn index(&self, suffix: &str) -> String {
+        quote(&format!("{}_{suffix}", self.table))
+    }
+}
+
+const TOKEN_COLUMNS: &str = "selector, validator_hash, previous_hash, rotated_at, user_id, \
+                             auth_hash, created_at, last_used_at, expires_at, user_agent";
+
+/// Every statement of the remember-me store, built once per configuration.
+#[derive(Debug)]
+pub(crate) struct RememberSql {
+    pub(crate) migration: Vec<String>,
+    pub(crate) insert: String,
+    pub(crate) find: String,
+    pub(crate) rotate: String,
+    pub(crate) delete: String,
+    pub(crate) delete_for_user: String,
+    pub(crate) list_for_user: String,
+    pub(crate) delete_expired: String,
+}
+
+impl RememberSql {
+    pub(crate) fn new<DB: Dialect>(at: &Location) -> Self {
+        let t = at.table();
+        let (bytes, time) = (DB::BYTES, DB::TIME);
+        let mut migration = DB::migration_prelude(at.schema.as_deref());
+        migration.extend([
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                 selector TEXT PRIMARY KEY, \
+                 validator_hash {bytes} NOT NULL, \
+                 previous_hash {bytes}, \
+                 rotated_at {time}, \
+                 user_id TEXT NOT NULL, \
+                 auth_hash TEXT NOT NULL, \
+                 created_at {time} NOT NULL, \
+                 last_used_at {time} NOT NULL, \
+                 expires_at {time} NOT NULL, \
+                 user_agent TEXT NOT NULL)"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} (user_id)",
+                at.index("user_id_idx")
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
+                at.index("expires_at_idx")
+            ),
+        ]);
+        Self {
+            migration,
+            // A selector collision (2^-128) replaces the old token, as the memory store does.
+            insert: format!(
+                "INSERT INTO {t} ({TOKEN_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (selector) DO UPDATE SET \
+                 validator_hash = excluded.validator_hash, previous_hash = excluded.previous_hash, \
+                 rotated_at = excluded.rotated_at, user_id = excluded.user_id, \
+                 auth_hash = excluded.auth_hash, created_at = excluded.created_at, \
+                 last_used_at = excluded.last_used_at, expires_at = excluded.expires_at, \
+                 user_agent = excluded.user_agent"
+            ),
+            find: format!("SELECT {TOKEN_COLUMNS} FROM {t} WHERE selector = $1"),
+            // One conditional UPDATE: the row lock makes racing rotations serialize, and each
+            // loser re-checks `validator_hash` against the winner's new value and matches 0 rows.
+            rotate: format!(
+                "UPDATE {t} SET previous_hash = validator_hash, validator_hash = $1, \
+                 rotated_at = $2, last_used_at = $2, expires_at = $3 \
+                 WHERE selector = $4 AND validator_hash = $5"
+            ),
+            delete: format!("DELETE FROM {t} WHERE selector = $1"),
+            delete_for_user: format!("DELETE FROM {t} WHERE user_id = $1"),
+            list_for_user: format!("SELECT {TOKEN_COLUMNS} FROM {t} WHERE user_id = $1"),
+            delete_expired: format!("DELETE FROM {t} WHERE expires_at <= {}", DB::NOW),
+        }
+    }
+}
+
+/// Every statement of the throttle store, built once per configuration.
+#[derive(Debug)]
+pub(crate) struct ThrottleSql {
+    pub(crate) migration: Vec<String>,
+    pub(crate) record_failure: String,
+    pub(crate) failures: String,
+    pub(crate) reset: String,
+    pub(crate) delete_expired: String,
+}
+
+impl ThrottleSql {
+    pub(crate) fn new<DB: Dialect>(at: &Location) -> Self {
+        let t = at.table();
+        let now = DB::NOW;
+        let mut migration = DB::migration_prelude(at.schema.as_deref());
+        migration.extend([
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                 key TEXT PRIMARY KEY, \
+                 failures {} NOT NULL, \
+                 window_end {} NOT NULL)",
+                DB::BIGINT,
+                DB::TIME
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} (window_end)",
+                at.index("window_end_idx")
+            ),
+        ]);
+        let left = DB::millis_until("window_end");
+        Self {
+            migration,
+            // One atomic upsert: opens a window, restarts an expired one, or counts into the
+            // open one without moving its end; the count saturates at u32::MAX.
+            record_failure: format!(
+                "INSERT INTO {t} AS t (key, failures, window_end) VALUES ($1, 1, {}) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 failures = CASE WHEN t.window_end <= {now} THEN 1 \
+                 ELSE {}(t.failures + 1, 4294967295) END, \
+                 window_end = CASE WHEN t.window_end <= {now} THEN excluded.window_end \
+                 ELSE t.window_end END \
+                 RETURNING failures, {left}",
+                DB::now_plus_millis("$2"),
+                DB::LEAST
+            ),
+            failures: format!(
+                "SELECT failures, {left} FROM {t} WHERE key = $1 AND window_end > {now}"
+            ),
+            reset: format!("DELETE FROM {t} WHERE key = $1"),
+            delete_expired: format!("DELETE FROM {t} WHERE window_end <= {now}"),
+        }
+    }
+}
+
+/// What a kind of table brings to [`SqlStore`](super::SqlStore): its names and its
+/// statements.
+pub(crate) trait Kind: Send + Sync + 'static {
+    /// The default table name.
+    const DEFAULT_TABLE: &'static str;
+    /// The store's name in logs (as its callers name it in `Error::Timeout`).
+    const WHAT: &'static str;
+    /// Its statements.
+    type Statements: Statements;
+}
+
+/// A table's statements, built once per configuration.
+pub(crate) trait Statements: std::fmt::Debug + Send + Sync + 'static {
+    fn build<DB: Dialect>(at: &Location) -> Self;
+    fn migration(&self) -> &[String];
+    fn delete_expired(&self) -> &str;
+}
+
+/// The remember-me tokens table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RememberTable;
+
+/// The throttle windows table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ThrottleTable;
+
+impl Kind for RememberTable {
+    const DEFAULT_TABLE: &'static str = "login_remember_tokens";
+    const WHAT: &'static str = "remember store";
+    type Statements = RememberSql;
+}
+
+impl Kind for ThrottleTable {
+    const DEFAULT_TABLE: &'static str = "login_throttle";
+    const WHAT: &'static str = "throttle store";
+    type Statements = ThrottleSql;
+}
+
+impl Statements for RememberSql {
+    fn build<DB: Dialect>(at: &Location) -> Self {
+        RememberSql::new::<DB>(at)
+    }
+    fn migration(&self) -> &[String] {
+        &self.migration
+    }
+    fn delete_expired(&self) -> &str {
+        &self.delete_expired
+    }
+}
+
+impl Statements for ThrottleSql {
+    fn build<DB: Dialect>(at: &Location) -> Self {
+        ThrottleSql::new::<DB>(at)
+    }
+    fn migration(&self) -> &[String] {
+        &self.migration
+    }
+    fn delete_expired(&self) -> &str {
+        &self.delete_expired
+    }
+}
