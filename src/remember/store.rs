@@ -52,6 +52,13 @@ pub struct Rotation {
 /// SQLite, Postgres and Redis; all pass the same conformance tests.
 ///
 /// `user_id` arguments are the JSON-encoded ids of [`RememberToken::user_id`].
+///
+/// Any failure of the backend is an error, normally [`Error::Store`](crate::Error::Store),
+/// never a panic and never an invented answer. A store applies no timeout of its own: every
+/// call is bounded by the caller,
+/// [`LoginManager::store_timeout`](crate::LoginManager::store_timeout) (default 5 s), past
+/// which the request is answered with a 503
+/// ([`Error::Timeout`](crate::Error::Timeout)`("remember store")`) and logs nobody in.
 #[async_trait]
 pub trait RememberStore: Send + Sync + 'static {
     /// Stores a new token (the selector is fresh random; a collision may overwrite).

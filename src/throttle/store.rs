@@ -48,6 +48,9 @@ pub struct ThrottleEntry {
 ///   [`Error::Store`](crate::Error::Store); a store never invents an entry or answers `None` because the
 ///   backend was unreachable. [`LoginThrottle`](crate::LoginThrottle) turns such errors into a refusal (503),
 ///   never into a login.
+/// - A store applies no timeout of its own: every call is bounded by the caller,
+///   [`LoginThrottle::store_timeout`](crate::LoginThrottle::store_timeout) (default 5 s), past
+///   which the login is refused with [`Error::Timeout`](crate::Error::Timeout)`("throttle store")`.
 /// - Time is the store's own clock (the Redis server's, the database's `now()`), with
 ///   at least one-second precision; windows are at least one second long.
 /// - A store may forget a window early (eviction under memory pressure); it must document
