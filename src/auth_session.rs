@@ -12,9 +12,11 @@ use tower_sessions::Session;
 use crate::{
     client::{PeerInfo, RequestFacts},
     context::{AuthContext, DynAuthHandle},
+    login::{Admission, LoginOutcome, PasswordLogin, PasswordUserLoader},
     record::AuthState,
     redirect::next_from_query,
     remember::RememberDevice,
+    timeout::loader_call,
     AuthUser, Error, LoginOptions, Result, UserLoader,
 };
 
@@ -219,5 +221,90 @@ impl<L: UserLoader> AuthSession<L> {
 
     fn logged_in(&self) -> Result<&L::User> {
         self.user().ok_or(Error::NotAuthenticated)
+    }
+}
+
+impl<L: PasswordUserLoader> AuthSession<L> {
+    /// Checks `username` / `password` and logs the user in, safely: the throttle is asked
+    /// first (a locked account is refused even with the right password); the password is
+    /// verified exactly once whether or not the account exists (no timing or message
+    /// difference); oversized passwords are refused without hashing; the result is counted;
+    /// outdated hashes are upgraded; and the login itself is
+    /// [`login_user`](Self::login_user) with `options`.
+    ///
+    /// Store, loader and hasher failures are errors (503), never a login.
+    pub async fn login_with_password(
+        &mut self,
+        login: &PasswordLogin,
+        username: &str,
+        password: &str,
+        options: LoginOptions,
+    ) -> Result<LoginOutcome> {
+        let admission = login
+            .admit(username, self.peer_info(), |name| self.request_cookie(name))
+            .await?;
+        if let Admission::Refused(retry_after) = admission {
+            return Ok(LoginOutcome::Throttled { retry_after });
+        }
+        let limit = self.store_timeout();
+        let loader = self.loader().clone();
+        let user = loader_call(limit, loader.load_user_by_username(username)).await?;
+        let stored = user.as_ref().and_then(|u| loader.password_hash(u));
+        let verified = login.hasher().verify_user(password, stored).await?;
+        let user = user.filter(|u| verified.valid && u.is_active());
+        let device_cookie = admission.report(user.is_some()).await?;
+        let Some(user) = user else {
+            return Ok(LoginOutcome::InvalidCredentials);
+        };
+        let user = if verified.needs_rehash {
+            let upgraded = login.hasher().hash(password).await?;
+            loader_call(limit, loader.save_password_hash(&user, &upgraded)).await?;
+            // The auth hash may derive from the password hash: log in the stored user.
+            loader_call(limit, loader.load_user(&user.id()))
+                .await?
+                .unwrap_or(user)
+        } else {
+            user
+        };
+        self.login_user(&user, options).await?;
+        if let Some(cookie) = device_cookie {
+            self.queue_cookie(cookie);
+        }
+        Ok(LoginOutcome::LoggedIn)
+    }
+
+    /// "Confirm your password" for a logged-in user (the refresh view): when `password` is
+    /// the user's, marks the login fresh with [`confirm_login`](Self::confirm_login).
+    /// Failures count in the throttle — under the user's
+    /// [`login_name`](PasswordUserLoader::login_name), else under `id:<user id>` — so a stolen
+    /// remember-me cookie does not get unlimited guesses at the password, and the browser's
+    /// device cookie for the account keeps its owner out of locks others caused.
+    pub async fn reauthenticate_with_password(
+        &mut self,
+        login: &PasswordLogin,
+        password: &str,
+    ) -> Result<LoginOutcome> {
+        let user = self.user().cloned().ok_or(Error::NotAuthenticated)?;
+        let key = match self.loader().login_name(&user) {
+            Some(name) => name.to_owned(),
+            None => format!("id:{}", user.id()),
+        };
+        let admission = login
+            .admit(&key, self.peer_info(), |name| self.request_cookie(name))
+            .await?;
+        if let Admission::Refused(retry_after) = admission {
+            return Ok(LoginOutcome::Throttled { retry_after });
+        }
+        let stored = self.loader().password_hash(&user);
+        let valid = login.hasher().verify_user(password, stored).await?.valid;
+        let device_cookie = admission.report(valid).await?;
+        if !valid {
+            return Ok(LoginOutcome::InvalidCredentials);
+        }
+        self.confirm_login().await?;
+        if let Some(cookie) = device_cookie {
+            self.queue_cookie(cookie);
+        }
+        Ok(LoginOutcome::LoggedIn)
     }
 }

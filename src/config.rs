@@ -1,5 +1,5 @@
 //! Settings with secure defaults: session protection, cookie attributes, how one login is
-//! made ([`LoginOptions`]), and the non-generic [`Settings`] of a
+//! made ([`LoginOptions`]), and the non-generic settings of a
 //! [`LoginManager`](crate::LoginManager) — views, timeouts, listeners, the unauthorized
 //! handler. Not generic over the loader, so that the guards render a refusal from them
 //! without knowing the user type, and the request context hands them a

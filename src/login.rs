@@ -52,8 +52,8 @@ use async_trait::async_trait;
 use cookie::Cookie;
 
 use crate::{
-    throttle::LoginAttempt, timeout::loader_call, AuthSession, AuthUser, Error, LoginOptions,
-    LoginThrottle, PasswordHasher, Result, UserLoader,
+    client::PeerInfo, throttle::LoginAttempt, Error, LoginThrottle, PasswordHasher, Result,
+    UserLoader,
 };
 
 /// A [`UserLoader`] that can also find users by the name typed into a login form.
@@ -71,7 +71,7 @@ pub trait PasswordUserLoader: UserLoader {
 
     /// The name the user types into the login form, if the loader knows it.
     ///
-    /// [`reauthenticate_with_password`](AuthSession::reauthenticate_with_password) then counts
+    /// [`reauthenticate_with_password`](crate::AuthSession::reauthenticate_with_password) then counts
     /// its failures under the same throttle key as the login form, and the browser's device
     /// cookie for the account applies there too. The default, `None`, counts them under
     /// `id:<user id>`, a key of their own.
@@ -91,7 +91,7 @@ pub trait PasswordUserLoader: UserLoader {
 }
 
 /// The hasher and (optionally) the throttle used by
-/// [`AuthSession::login_with_password`]. Cheap to clone; build one at start-up.
+/// [`AuthSession::login_with_password`](crate::AuthSession::login_with_password). Cheap to clone; build one at start-up.
 #[derive(Debug, Clone)]
 pub struct PasswordLogin {
     hasher: PasswordHasher,
@@ -122,10 +122,30 @@ impl PasswordLogin {
     pub fn login_throttle(&self) -> Option<&LoginThrottle> {
         self.throttle.as_ref()
     }
+
+    /// Asks the throttle about an attempt for `key` from the client `peer`, presenting the
+    /// device cookie that `cookie` reads by name.
+    pub(crate) async fn admit(
+        &self,
+        key: &str,
+        peer: &PeerInfo,
+        cookie: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<Admission> {
+        let Some(throttle) = &self.throttle else {
+            return Ok(Admission::Unthrottled);
+        };
+        let addr = throttle.client_addr_of(peer);
+        let device_cookie = cookie(&throttle.device_cookie_name());
+        match throttle.attempt(key, addr, device_cookie.as_deref()).await {
+            Ok(attempt) => Ok(Admission::Admitted(attempt)),
+            Err(Error::Throttled { retry_after }) => Ok(Admission::Refused(retry_after)),
+            Err(err) => Err(err),
+        }
+    }
 }
 
 /// Whether a password may be checked at all.
-enum Admission {
+pub(crate) enum Admission {
     /// No throttle is configured.
     Unthrottled,
     /// The throttle let it through; its outcome is to be reported.
@@ -136,7 +156,7 @@ enum Admission {
 
 impl Admission {
     /// Reports the outcome; a success returns the browser's new device cookie.
-    async fn report(self, success: bool) -> Result<Option<Cookie<'static>>> {
+    pub(crate) async fn report(self, success: bool) -> Result<Option<Cookie<'static>>> {
         match (self, success) {
             (Admission::Admitted(attempt), true) => attempt.succeeded().await.map(Some),
             (Admission::Admitted(attempt), false) => attempt.failed().await.map(|()| None),
@@ -145,7 +165,7 @@ impl Admission {
     }
 }
 
-/// What [`AuthSession::login_with_password`] did.
+/// What [`AuthSession::login_with_password`](crate::AuthSession::login_with_password) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum LoginOutcome {
@@ -159,100 +179,4 @@ pub enum LoginOutcome {
         /// How long until another attempt is considered.
         retry_after: Duration,
     },
-}
-
-impl<L: PasswordUserLoader> AuthSession<L> {
-    /// Checks `username` / `password` and logs the user in, safely: the throttle is asked
-    /// first (a locked account is refused even with the right password); the password is
-    /// verified exactly once whether or not the account exists (no timing or message
-    /// difference); oversized passwords are refused without hashing; the result is counted;
-    /// outdated hashes are upgraded; and the login itself is
-    /// [`login_user`](Self::login_user) with `options`.
-    ///
-    /// Store, loader and hasher failures are errors (503), never a login.
-    pub async fn login_with_password(
-        &mut self,
-        login: &PasswordLogin,
-        username: &str,
-        password: &str,
-        options: LoginOptions,
-    ) -> Result<LoginOutcome> {
-        let admission = self.admit(login, username).await?;
-        if let Admission::Refused(retry_after) = admission {
-            return Ok(LoginOutcome::Throttled { retry_after });
-        }
-        let limit = self.store_timeout();
-        let loader = self.loader().clone();
-        let user = loader_call(limit, loader.load_user_by_username(username)).await?;
-        let stored = user.as_ref().and_then(|u| loader.password_hash(u));
-        let verified = login.hasher.verify_user(password, stored).await?;
-        let user = user.filter(|u| verified.valid && u.is_active());
-        let device_cookie = admission.report(user.is_some()).await?;
-        let Some(user) = user else {
-            return Ok(LoginOutcome::InvalidCredentials);
-        };
-        let user = if verified.needs_rehash {
-            let upgraded = login.hasher.hash(password).await?;
-            loader_call(limit, loader.save_password_hash(&user, &upgraded)).await?;
-            // The auth hash may derive from the password hash: log in the stored user.
-            loader_call(limit, loader.load_user(&user.id()))
-                .await?
-                .unwrap_or(user)
-        } else {
-            user
-        };
-        self.login_user(&user, options).await?;
-        if let Some(cookie) = device_cookie {
-            self.queue_cookie(cookie);
-        }
-        Ok(LoginOutcome::LoggedIn)
-    }
-
-    /// "Confirm your password" for a logged-in user (the refresh view): when `password` is
-    /// the user's, marks the login fresh with [`confirm_login`](Self::confirm_login).
-    /// Failures count in the throttle — under the user's
-    /// [`login_name`](PasswordUserLoader::login_name), else under `id:<user id>` — so a stolen
-    /// remember-me cookie does not get unlimited guesses at the password, and the browser's
-    /// device cookie for the account keeps its owner out of locks others caused.
-    pub async fn reauthenticate_with_password(
-        &mut self,
-        login: &PasswordLogin,
-        password: &str,
-    ) -> Result<LoginOutcome> {
-        let user = self.user().cloned().ok_or(Error::NotAuthenticated)?;
-        let key = match self.loader().login_name(&user) {
-            Some(name) => name.to_owned(),
-            None => format!("id:{}", user.id()),
-        };
-        let admission = self.admit(login, &key).await?;
-        if let Admission::Refused(retry_after) = admission {
-            return Ok(LoginOutcome::Throttled { retry_after });
-        }
-        let stored = self.loader().password_hash(&user);
-        let valid = login.hasher.verify_user(password, stored).await?.valid;
-        let device_cookie = admission.report(valid).await?;
-        if !valid {
-            return Ok(LoginOutcome::InvalidCredentials);
-        }
-        self.confirm_login().await?;
-        if let Some(cookie) = device_cookie {
-            self.queue_cookie(cookie);
-        }
-        Ok(LoginOutcome::LoggedIn)
-    }
-
-    /// Asks `login`'s throttle about an attempt for `key` from this request's client and
-    /// device cookie.
-    async fn admit(&self, login: &PasswordLogin, key: &str) -> Result<Admission> {
-        let Some(throttle) = &login.throttle else {
-            return Ok(Admission::Unthrottled);
-        };
-        let addr = throttle.client_addr_of(self.peer_info());
-        let device_cookie = self.request_cookie(&throttle.device_cookie_name());
-        match throttle.attempt(key, addr, device_cookie.as_deref()).await {
-            Ok(attempt) => Ok(Admission::Admitted(attempt)),
-            Err(Error::Throttled { retry_after }) => Ok(Admission::Refused(retry_after)),
-            Err(err) => Err(err),
-        }
-    }
 }

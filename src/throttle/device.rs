@@ -1,13 +1,14 @@
 //! Device cookies (see the "Device cookies" section of the module documentation).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use cookie::Cookie;
 use rand::RngCore;
 
-use super::{account_key, hex_sha256, refuse_while, LoginThrottle};
+use super::limits::{account_key, hex_sha256, refuse_while, Limits};
 use crate::Result;
 
 /// The device cookie's default name (DEMO.md).
@@ -17,7 +18,7 @@ pub(super) const DEFAULT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 
 /// Random bytes in a device token.
 const TOKEN_BYTES: usize = 32;
 
-/// A login attempt that [`LoginThrottle::attempt`] let through: check the password, then report
+/// A login attempt that [`LoginThrottle::attempt`](super::LoginThrottle::attempt) let through: check the password, then report
 /// the outcome with [`failed`](Self::failed) or [`succeeded`](Self::succeeded).
 ///
 /// ```
@@ -42,61 +43,59 @@ const TOKEN_BYTES: usize = 32;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 #[must_use = "report the outcome with `failed` or `succeeded`"]
 pub struct LoginAttempt {
-    throttle: LoginThrottle,
+    limits: Arc<Limits>,
     account: String,
     addr: Option<IpAddr>,
     /// The digest of the presented device token, when it is registered for this account.
     trusted_device: Option<String>,
 }
 
-impl LoginThrottle {
-    /// Lets a login attempt through, or refuses it with [`Error::Throttled`](crate::Error::Throttled).
-    ///
-    /// `device_cookie` is the value of the request's device cookie
-    /// ([`device_cookie_name`](Self::device_cookie_name)), if any. When it is registered for
-    /// this account, the attempt is judged only by that device's own failures; otherwise by
-    /// the account's and the address's, as [`check`](Self::check) does. See the
-    /// [module documentation](crate::throttle#device-cookies) and [`LoginAttempt`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Throttled`](crate::Error::Throttled) (429) when refused; the store's error or
-    /// [`Error::Timeout`](crate::Error::Timeout) (503) when the store cannot answer.
-    pub async fn attempt(
-        &self,
-        username: &str,
-        addr: Option<IpAddr>,
-        device_cookie: Option<&str>,
-    ) -> Result<LoginAttempt> {
-        let account = account_key(username);
-        let presented = device_cookie.and_then(|cookie| device_digest(&account, cookie));
-        let trusted_device = match presented {
-            Some(digest) if self.is_registered(&digest).await? => Some(digest),
-            _ => None,
-        };
-        match &trusted_device {
-            Some(digest) => {
-                let lock = self
-                    .lock_left(&failures_key(digest), self.inner.max_failures)
-                    .await?;
-                refuse_while(lock)?;
-            }
-            None => self.check_account(&account, addr).await?,
+/// [`LoginThrottle::attempt`](super::LoginThrottle::attempt): judges the attempt by the device's
+/// own failures when `device_cookie` is registered for the account, else by the account's
+/// and the address's.
+pub(super) async fn admit(
+    limits: &Arc<Limits>,
+    username: &str,
+    addr: Option<IpAddr>,
+    device_cookie: Option<&str>,
+) -> Result<LoginAttempt> {
+    let account = account_key(username);
+    let presented = device_cookie.and_then(|cookie| device_digest(&account, cookie));
+    let trusted_device = match presented {
+        Some(digest) if is_registered(limits, &digest).await? => Some(digest),
+        _ => None,
+    };
+    match &trusted_device {
+        Some(digest) => {
+            let lock = limits
+                .lock_left(&failures_key(digest), limits.max_failures)
+                .await?;
+            refuse_while(lock)?;
         }
-        Ok(LoginAttempt {
-            throttle: self.clone(),
-            account,
-            addr,
-            trusted_device,
-        })
+        None => limits.check_account(&account, addr).await?,
     }
+    Ok(LoginAttempt {
+        limits: Arc::clone(limits),
+        account,
+        addr,
+        trusted_device,
+    })
+}
 
-    async fn is_registered(&self, digest: &str) -> Result<bool> {
-        let key = registration_key(digest);
-        Ok(self.timed(self.inner.store.failures(&key)).await?.is_some())
+async fn is_registered(limits: &Limits, digest: &str) -> Result<bool> {
+    let key = registration_key(digest);
+    Ok(limits.timed(limits.store.failures(&key)).await?.is_some())
+}
+
+impl std::fmt::Debug for LoginAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginAttempt")
+            .field("account", &self.account)
+            .field("addr", &self.addr)
+            .field("trusted_device", &self.is_trusted_device())
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,16 +112,15 @@ impl LoginAttempt {
     ///
     /// The store's error or [`Error::Timeout`](crate::Error::Timeout).
     pub async fn failed(self) -> Result<()> {
-        let throttle = &self.throttle;
+        let limits = &*self.limits;
         match &self.trusted_device {
             Some(digest) => {
-                let limit = throttle.inner.max_failures;
-                throttle
-                    .count_failure(&failures_key(digest), limit, "device")
+                limits
+                    .count_failure(&failures_key(digest), limits.max_failures, "device")
                     .await
             }
             None => {
-                throttle
+                limits
                     .record_account_failure(&self.account, self.addr)
                     .await
             }
@@ -136,35 +134,31 @@ impl LoginAttempt {
     /// A trusted device's failures are reset and its old cookie retired; the account's
     /// counter is left alone, so that the owner's login does not hand an attacker a fresh
     /// set of guesses. An untrusted client that knew the password resets the account's
-    /// counter (the address's is kept, as with [`LoginThrottle::record_success`]).
+    /// counter (the address's is kept, as with [`LoginThrottle::record_success`](super::LoginThrottle::record_success)).
     ///
     /// # Errors
     ///
     /// The store's error or [`Error::Timeout`](crate::Error::Timeout).
     pub async fn succeeded(self) -> Result<Cookie<'static>> {
-        let throttle = &self.throttle;
+        let limits = &*self.limits;
         match &self.trusted_device {
             Some(digest) => {
-                throttle.reset(&failures_key(digest)).await?;
-                throttle.reset(&registration_key(digest)).await?;
+                limits.reset(&failures_key(digest)).await?;
+                limits.reset(&registration_key(digest)).await?;
             }
-            None => throttle.reset(&self.account).await?,
+            None => limits.reset(&self.account).await?,
         }
         let mut token = [0u8; TOKEN_BYTES];
         rand::rngs::OsRng.fill_bytes(&mut token);
         let value = URL_SAFE_NO_PAD.encode(token);
         let digest = hex_sha256(&[self.account.as_bytes(), b"\n", &token]);
-        let lifetime = throttle.inner.device_lifetime;
-        throttle
-            .timed(
-                throttle
-                    .inner
-                    .store
-                    .record_failure(&registration_key(&digest), lifetime),
-            )
+        let lifetime = limits.device_lifetime;
+        let registration = registration_key(&digest);
+        limits
+            .timed(limits.store.record_failure(&registration, lifetime))
             .await?;
         let max_age = time::Duration::try_from(lifetime).unwrap_or(time::Duration::MAX);
-        Ok(throttle.inner.device_cookie.build(value, max_age))
+        Ok(limits.device_cookie.build(value, max_age))
     }
 }
 
