@@ -52,65 +52,10 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/<profile>/examples/demo`, built by `cargo test` (which builds the examples
-/// before running tests) or `cargo build --example demo`. `cargo test --test demo_http`
-/// alone does not build it, hence the checks.
+/// The demo binary. Cargo builds it before the demo crate's integration tests, also for
+/// `cargo test -p demo --test demo_http`, so it is always the current code.
 pub fn demo_binary() -> PathBuf {
-    let bin = profile_dir()
-        .join("examples")
-        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
-    let built = match std::fs::metadata(&bin).and_then(|m| m.modified()) {
-        Ok(time) => time,
-        Err(_) => panic!(
-            "the demo binary {} is missing: build it with `cargo build --example demo` \
-             (a plain `cargo test` builds it too; `cargo test --test ...` does not)",
-            bin.display()
-        ),
-    };
-    // A binary older than one of its sources would test yesterday's code. Cargo's dep-info
-    // file next to the binary lists exactly the files it was built from (the example's and
-    // the library's sources, templates, migrations).
-    let dep_info = bin.with_extension("d");
-    if let Ok(dep_info) = std::fs::read_to_string(&dep_info) {
-        for source in dep_info_sources(&dep_info) {
-            let modified = std::fs::metadata(&source).and_then(|m| m.modified());
-            assert!(
-                modified.is_ok_and(|m| m <= built),
-                "the demo binary {} is older than {} (or that file is gone): rebuild it \
-                 with `cargo build --example demo` (or run plain `cargo test`)",
-                bin.display(),
-                source.display()
-            );
-        }
-    }
-    bin
-}
-
-/// The prerequisites of the first rule of a Makefile-style dep-info file
-/// (`target: dep dep ...`, spaces in paths escaped as `\ `).
-fn dep_info_sources(dep_info: &str) -> Vec<PathBuf> {
-    let Some((_, deps)) = dep_info.lines().next().and_then(|l| l.split_once(": ")) else {
-        return Vec::new();
-    };
-    let mut sources = Vec::new();
-    let mut current = String::new();
-    let mut chars = deps.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            // Only `\ ` is an escape: a Windows path keeps its backslashes.
-            '\\' if chars.peek() == Some(&' ') => current.extend(chars.next()),
-            ' ' => {
-                if !current.is_empty() {
-                    sources.push(PathBuf::from(std::mem::take(&mut current)));
-                }
-            }
-            c => current.push(c),
-        }
-    }
-    if !current.is_empty() {
-        sources.push(PathBuf::from(current));
-    }
-    sources
+    PathBuf::from(env!("CARGO_BIN_EXE_demo"))
 }
 
 /// Where clients report the session ids they were given, when dropped (also when a test

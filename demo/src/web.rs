@@ -19,19 +19,22 @@ use tower_sessions::Session;
 
 use crate::app::Auth;
 
-/// The templates, compiled into the binary so that `cargo run --example demo` works from
+/// The templates, compiled into the binary so that `cargo run -p demo` works from
 /// any directory. `.html` names turn on minijinja's HTML auto-escaping.
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("templates/base.html")),
-    ("home.html", include_str!("templates/home.html")),
-    ("login.html", include_str!("templates/login.html")),
-    ("register.html", include_str!("templates/register.html")),
-    ("reauth.html", include_str!("templates/reauth.html")),
-    ("dashboard.html", include_str!("templates/dashboard.html")),
-    ("settings.html", include_str!("templates/settings.html")),
-    ("devices.html", include_str!("templates/devices.html")),
-    ("admin.html", include_str!("templates/admin.html")),
-    ("error.html", include_str!("templates/error.html")),
+    ("base.html", include_str!("../templates/base.html")),
+    ("home.html", include_str!("../templates/home.html")),
+    ("login.html", include_str!("../templates/login.html")),
+    ("register.html", include_str!("../templates/register.html")),
+    ("reauth.html", include_str!("../templates/reauth.html")),
+    (
+        "dashboard.html",
+        include_str!("../templates/dashboard.html"),
+    ),
+    ("settings.html", include_str!("../templates/settings.html")),
+    ("devices.html", include_str!("../templates/devices.html")),
+    ("admin.html", include_str!("../templates/admin.html")),
+    ("error.html", include_str!("../templates/error.html")),
 ];
 
 static ENV: OnceLock<Environment<'static>> = OnceLock::new();

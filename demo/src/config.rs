@@ -1,5 +1,5 @@
 //! Settings from the environment (DEMO.md, "Running"). Every variable has a default, so
-//! `cargo run --example demo` works with none set; a value that does not parse stops the
+//! `cargo run -p demo` works with none set; a value that does not parse stops the
 //! demo with a message naming the variable, rather than silently using the default.
 
 use std::{env, fmt::Display, path::PathBuf, str::FromStr};

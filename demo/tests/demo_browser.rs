@@ -223,7 +223,7 @@ async fn remember_me_in_a_real_browser() {
         &["chromium", "chromium-browser", "google-chrome"],
     );
     let (Some(driver_path), Some(chrome_path)) = (driver_path, chrome_path) else {
-        let message = "chromedriver and chromium are needed for tests/demo_browser.rs \
+        let message = "chromedriver and chromium are needed for demo/tests/demo_browser.rs \
                        (Debian: apt-get install chromium chromium-driver; or set CHROMEDRIVER \
                        and CHROME_BIN)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {

@@ -3,6 +3,7 @@
 //! servers are reachable (`CI=true` makes a missing one a failure, see `store_support`).
 
 mod demo_support;
+#[path = "../../tests/store_support/mod.rs"]
 mod store_support;
 
 use demo_support::{remember_cookie, reopened_browser, session_cookie, Demo, SessionIds, ALICE};

@@ -92,9 +92,7 @@ pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
         // sqlx's migrator takes a Postgres advisory lock: instances starting at once take
         // turns.
-        sqlx::migrate!("examples/demo/migrations/postgres")
-            .run(&pool)
-            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Db::Postgres(pool))
     } else {
         let options = SqliteConnectOptions::from_str(url)?
@@ -104,9 +102,7 @@ pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
             .busy_timeout(StdDuration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().connect_with(options).await?;
-        sqlx::migrate!("examples/demo/migrations/sqlite")
-            .run(&pool)
-            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Db::Sqlite(pool))
     }
 }

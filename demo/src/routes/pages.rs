@@ -26,7 +26,7 @@ pub async fn stylesheet() -> Response {
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
-        include_str!("../static/style.css"),
+        include_str!("../../static/style.css"),
     )
         .into_response()
 }

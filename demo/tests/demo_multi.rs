@@ -8,6 +8,7 @@
 //! `store_support`).
 
 mod demo_support;
+#[path = "../../tests/store_support/mod.rs"]
 mod store_support;
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The login-manager demo: a small web app using every feature of the library.
 //!
 //! ```text
-//! cargo run --example demo
+//! cargo run -p demo
 //! ```
 //!
 //! Then open the printed URL and log in as `alice` / `wonderland-rabbit-hole` (or `admin` /
