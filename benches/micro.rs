@@ -15,6 +15,7 @@
 //!   session, look it up); `/public` with and without the `LoginManager` layer; a remember-me
 //!   restore (fresh token, no session) next to them.
 
+use async_trait::async_trait;
 use std::{
     collections::HashMap,
     convert::Infallible,
@@ -30,7 +31,6 @@ use axum::{
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use login_manager::{
-    async_trait,
     remember::{parse_token, MemoryRememberStore, RememberStore},
     safe_next,
     testing::{mint_remember_token, remember_token_like, TestLogin},
@@ -82,7 +82,6 @@ impl Users {
     }
 }
 
-#[async_trait]
 impl UserLoader for Users {
     type User = User;
     type Error = Infallible;
@@ -226,7 +225,7 @@ async fn public() -> &'static str {
 
 async fn login_remembered(mut auth: AuthSession<Users>) -> Result<&'static str, StatusCode> {
     let user = auth.loader().alice();
-    auth.login_user(&user, LoginOptions::new().remember(true))
+    auth.login_user_with(&user, LoginOptions::new().remember(true))
         .await
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     Ok("logged in")

@@ -4,7 +4,7 @@ use std::{collections::HashMap, convert::Infallible, sync::Arc};
 
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{http::StatusCode, routing::get, routing::post, Extension, Form, Router};
-use login_manager::{async_trait, AuthSession, AuthUser, LoginManager, LoginOptions};
+use login_manager::{AuthSession, AuthUser, LoginManager};
 use login_manager::{LoginRequired, PasswordHasher, Result, UserLoader};
 use tower_sessions::{MemoryStore, SessionManagerLayer};
 
@@ -28,7 +28,6 @@ impl AuthUser for User {
 #[derive(Clone)]
 struct Users(Arc<HashMap<String, User>>);
 
-#[async_trait]
 impl UserLoader for Users {
     type User = User;
     type Error = Infallible;
@@ -56,7 +55,7 @@ async fn login(
     let stored = user.as_ref().map(|u| u.password_hash.as_str());
     match user {
         Some(user) if hasher.verify_user(&form.password, stored).await?.valid => {
-            auth.login_user(&user, LoginOptions::new()).await?;
+            auth.login_user(&user).await?;
             Ok(Redirect::to(&auth.next_or("/")).into_response())
         }
         _ => Ok((StatusCode::UNAUTHORIZED, Html(FORM)).into_response()),

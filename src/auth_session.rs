@@ -25,11 +25,11 @@ use crate::{
 /// Extracting it resolves the current user (once per request, shared with the guards).
 ///
 /// ```
-/// # use login_manager::{AuthUser, UserLoader, async_trait};
+/// # use login_manager::{AuthUser, UserLoader};
 /// # #[derive(Clone)] struct User { name: String }
 /// # impl AuthUser for User { type Id = u32; fn id(&self) -> u32 { 1 } fn session_auth_hash(&self) -> &[u8] { b"" } }
 /// # #[derive(Clone)] struct Users;
-/// # #[async_trait] impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
+/// # impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
 /// #   async fn load_user(&self, _: &u32) -> Result<Option<User>, Self::Error> { Ok(None) } }
 /// use axum::response::Redirect;
 /// use login_manager::AuthSession;
@@ -150,15 +150,21 @@ impl<L: UserLoader> AuthSession<L> {
         next_from_query(self.facts.query.as_deref()).unwrap_or_else(|| default.to_owned())
     }
 
-    /// Logs `user` in (Flask-Login's `login_user`).
+    /// Logs `user` in (Flask-Login's `login_user`): a fresh login, not remembered, refusing
+    /// inactive users. [`login_user_with`](Self::login_user_with) takes [`LoginOptions`].
     ///
     /// Always gives the session a new id (no session fixation). When the session belonged to
     /// another user, or to this user under an older `session_auth_hash`, its data is flushed
-    /// first. Inactive users are refused with [`Error::InactiveUser`] unless
-    /// [`LoginOptions::force`] is set. The session is saved before returning, so a store
-    /// failure is an error here rather than a lost login.
+    /// first. Inactive users are refused with [`Error::InactiveUser`]. The session is saved
+    /// before returning, so a store failure is an error here rather than a lost login.
+    pub async fn login_user(&mut self, user: &L::User) -> Result<()> {
+        self.login_user_with(user, LoginOptions::new()).await
+    }
+
+    /// [`login_user`](Self::login_user) with options: remember-me, its duration, logging in
+    /// an inactive user ([`LoginOptions::force`]), a login that is not fresh.
     #[tracing::instrument(name = "login_user", skip_all, fields(user_id = %user.id()))]
-    pub async fn login_user(&mut self, user: &L::User, options: LoginOptions) -> Result<()> {
+    pub async fn login_user_with(&mut self, user: &L::User, options: LoginOptions) -> Result<()> {
         self.state = self
             .context
             .login(user, options, &self.state, &self.facts)
@@ -266,7 +272,7 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         } else {
             user
         };
-        self.login_user(&user, options).await?;
+        self.login_user_with(&user, options).await?;
         if let Some(cookie) = device_cookie {
             self.queue_cookie(cookie);
         }

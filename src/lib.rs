@@ -48,12 +48,11 @@
 //! #     fn session_auth_hash(&self) -> &[u8] { self.password_hash.as_bytes() } }
 //! use std::{collections::HashMap, convert::Infallible, sync::Arc};
 //!
-//! use login_manager::{async_trait, UserLoader};
+//! use login_manager::{UserLoader};
 //!
 //! #[derive(Clone)]
 //! struct Users(Arc<HashMap<i64, User>>);
 //!
-//! #[async_trait]
 //! impl UserLoader for Users {
 //!     type User = User;
 //!     type Error = Infallible;
@@ -68,12 +67,12 @@
 //!
 //! ```
 //! # use std::{collections::HashMap, convert::Infallible, sync::Arc};
-//! # use login_manager::{async_trait, AuthUser, UserLoader};
+//! # use login_manager::{AuthUser, UserLoader};
 //! # #[derive(Clone)] struct User { id: i64, name: String, password_hash: String }
 //! # impl AuthUser for User { type Id = i64; fn id(&self) -> i64 { self.id }
 //! #     fn session_auth_hash(&self) -> &[u8] { self.password_hash.as_bytes() } }
 //! # #[derive(Clone)] struct Users(Arc<HashMap<i64, User>>);
-//! # #[async_trait] impl UserLoader for Users { type User = User; type Error = Infallible;
+//! # impl UserLoader for Users { type User = User; type Error = Infallible;
 //! #     async fn load_user(&self, id: &i64) -> Result<Option<User>, Infallible> { Ok(self.0.get(id).cloned()) } }
 //! use axum::{
 //!     http::StatusCode,
@@ -101,7 +100,7 @@
 //!     match user {
 //!         Some(user) if valid => {
 //!             let remember = form.remember.as_deref() == Some("on");
-//!             auth.login_user(&user, LoginOptions::new().remember(remember)).await?;
+//!             auth.login_user_with(&user, LoginOptions::new().remember(remember)).await?;
 //!             // `next` from the query string, validated: never another site.
 //!             Ok(Redirect::to(&auth.next_or("/")).into_response())
 //!         }
@@ -128,12 +127,12 @@
 //!
 //! ```
 //! # use std::{collections::HashMap, convert::Infallible, sync::Arc};
-//! # use login_manager::{async_trait, AuthUser, UserLoader, LoginRequired};
+//! # use login_manager::{AuthUser, UserLoader, LoginRequired};
 //! # #[derive(Clone)] struct User { id: i64, name: String, password_hash: String }
 //! # impl AuthUser for User { type Id = i64; fn id(&self) -> i64 { self.id }
 //! #     fn session_auth_hash(&self) -> &[u8] { self.password_hash.as_bytes() } }
 //! # #[derive(Clone)] struct Users(Arc<HashMap<i64, User>>);
-//! # #[async_trait] impl UserLoader for Users { type User = User; type Error = Infallible;
+//! # impl UserLoader for Users { type User = User; type Error = Infallible;
 //! #     async fn load_user(&self, id: &i64) -> Result<Option<User>, Infallible> { Ok(self.0.get(id).cloned()) } }
 //! # async fn dashboard(LoginRequired(user): LoginRequired<User>) -> String { user.name }
 //! use axum::{routing::get, Extension, Router};
@@ -200,7 +199,6 @@ pub mod throttle;
 mod timeout;
 mod user;
 
-pub use async_trait::async_trait;
 pub use auth_session::AuthSession;
 pub use config::{CookieOptions, LoginOptions, SessionProtection};
 pub use csrf::CrossOriginProtection;

@@ -1,17 +1,18 @@
 //! Loading users: Flask-Login's `user_loader` and `request_loader`.
 
-use std::collections::HashSet;
-
-use async_trait::async_trait;
+use std::{collections::HashSet, future::Future};
 
 use crate::AuthUser;
 
 /// Loads users for the login manager: the one trait an application implements.
 ///
+/// Write the methods as plain `async fn` (native `async fn` in traits; no `#[async_trait]`).
+/// Their futures must be `Send`, as everything an axum handler awaits.
+///
 /// ```
 /// use std::{collections::HashMap, convert::Infallible, sync::Arc};
 ///
-/// use login_manager::{async_trait, AuthUser, UserLoader};
+/// use login_manager::{AuthUser, UserLoader};
 ///
 /// #[derive(Clone)]
 /// struct User { id: u32, name: String, password_hash: String }
@@ -25,7 +26,6 @@ use crate::AuthUser;
 /// #[derive(Clone)]
 /// struct Users(Arc<HashMap<u32, User>>);
 ///
-/// #[async_trait]
 /// impl UserLoader for Users {
 ///     type User = User;
 ///     type Error = Infallible;
@@ -34,7 +34,6 @@ use crate::AuthUser;
 ///     }
 /// }
 /// ```
-#[async_trait]
 pub trait UserLoader: Clone + Send + Sync + 'static {
     /// The user type.
     type User: AuthUser;
@@ -43,22 +42,25 @@ pub trait UserLoader: Clone + Send + Sync + 'static {
 
     /// Loads a user by id. `Ok(None)` means the user no longer exists: the session's auth
     /// record is then removed, so the loader is not asked again on the next request.
-    async fn load_user(
+    fn load_user(
         &self,
         id: &<Self::User as AuthUser>::Id,
-    ) -> Result<Option<Self::User>, Self::Error>;
+    ) -> impl Future<Output = Result<Option<Self::User>, Self::Error>> + Send;
 
     /// Flask-Login's `request_loader`: authenticates a request that has no logged-in session,
     /// for example from an API key or a bearer token. Nothing is written to the session.
-    async fn load_user_from_request(
+    fn load_user_from_request(
         &self,
         _parts: &http::request::Parts,
-    ) -> Result<Option<Self::User>, Self::Error> {
-        Ok(None)
+    ) -> impl Future<Output = Result<Option<Self::User>, Self::Error>> + Send {
+        async { Ok(None) }
     }
 
     /// The user's permissions, checked by [`permission_required`](crate::permission_required).
-    async fn permissions(&self, _user: &Self::User) -> Result<HashSet<String>, Self::Error> {
-        Ok(HashSet::new())
+    fn permissions(
+        &self,
+        _user: &Self::User,
+    ) -> impl Future<Output = Result<HashSet<String>, Self::Error>> + Send {
+        async { Ok(HashSet::new()) }
     }
 }

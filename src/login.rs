@@ -2,18 +2,17 @@
 //! verification → record the result → `login_user`, with hash upgrades on the way.
 //!
 //! ```
-//! # use login_manager::{async_trait, AuthUser, UserLoader};
+//! # use login_manager::{AuthUser, UserLoader};
 //! # #[derive(Clone)] struct User { id: u32, password_hash: String }
 //! # impl AuthUser for User { type Id = u32; fn id(&self) -> u32 { self.id } fn session_auth_hash(&self) -> &[u8] { self.password_hash.as_bytes() } }
 //! # #[derive(Clone)] struct Users;
-//! # #[async_trait] impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
+//! # impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
 //! #   async fn load_user(&self, _: &u32) -> Result<Option<User>, Self::Error> { Ok(None) } }
 //! use axum::{http::StatusCode, response::{IntoResponse, Redirect, Response}, Form};
 //! use login_manager::{
 //!     AuthSession, LoginOptions, LoginOutcome, PasswordLogin, PasswordUserLoader,
 //! };
 //!
-//! #[async_trait]
 //! impl PasswordUserLoader for Users {
 //!     async fn load_user_by_username(&self, name: &str) -> Result<Option<User>, Self::Error> {
 //!         Ok(None) // SELECT ... WHERE username = $1
@@ -46,9 +45,8 @@
 //! }
 //! ```
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
-use async_trait::async_trait;
 use cookie::Cookie;
 
 use crate::{
@@ -57,13 +55,12 @@ use crate::{
 };
 
 /// A [`UserLoader`] that can also find users by the name typed into a login form.
-#[async_trait]
 pub trait PasswordUserLoader: UserLoader {
     /// The user with this login name, if any (match it the way your sign-up stores it).
-    async fn load_user_by_username(
+    fn load_user_by_username(
         &self,
         username: &str,
-    ) -> std::result::Result<Option<Self::User>, Self::Error>;
+    ) -> impl Future<Output = std::result::Result<Option<Self::User>, Self::Error>> + Send;
 
     /// The user's stored password hash (argon2 PHC string, or a Werkzeug hash with the
     /// `werkzeug` feature); `None` when the account cannot log in with a password.
@@ -81,12 +78,12 @@ pub trait PasswordUserLoader: UserLoader {
 
     /// Stores an upgraded hash after a successful login with an outdated one (other
     /// parameters, or a Werkzeug hash). The default keeps the old hash.
-    async fn save_password_hash(
+    fn save_password_hash(
         &self,
         _user: &Self::User,
         _new_hash: &str,
-    ) -> std::result::Result<(), Self::Error> {
-        Ok(())
+    ) -> impl Future<Output = std::result::Result<(), Self::Error>> + Send {
+        async { Ok(()) }
     }
 }
 

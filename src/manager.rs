@@ -29,11 +29,11 @@ use crate::{
 /// layer *inside* tower-sessions' `SessionManagerLayer`:
 ///
 /// ```
-/// # use login_manager::{AuthUser, UserLoader, async_trait};
+/// # use login_manager::{AuthUser, UserLoader};
 /// # #[derive(Clone)] struct User;
 /// # impl AuthUser for User { type Id = u32; fn id(&self) -> u32 { 1 } fn session_auth_hash(&self) -> &[u8] { b"" } }
 /// # #[derive(Clone)] struct Users;
-/// # #[async_trait] impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
+/// # impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
 /// #   async fn load_user(&self, _: &u32) -> Result<Option<User>, Self::Error> { Ok(None) } }
 /// use axum::{routing::get, Router};
 /// use login_manager::{Duration, LoginManager, SessionProtection};

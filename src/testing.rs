@@ -29,8 +29,10 @@ use crate::{
     AuthUser, Error, Result,
 };
 
+#[doc(hidden)] // a hook for tests and benchmarks, not a supported API
 pub use crate::remember::token::Minted;
 
+#[doc(hidden)] // a hook for tests and benchmarks, not a supported API
 /// A new remember-me cookie value (random selector and validator, as a login would issue) and
 /// what a [`RememberStore`](crate::remember::RememberStore) keeps of it: for seeding a store
 /// with remembered browsers in tests and benchmarks, e.g. as copies of a token a real login
@@ -48,6 +50,7 @@ pub fn mint_remember_token() -> Minted {
     crate::remember::token::mint()
 }
 
+#[doc(hidden)] // a hook for tests and benchmarks, not a supported API
 /// `template` (a token a real login issued) under a new selector and validator, and the
 /// `remember_token` cookie value that presents it: another remembered browser of the same
 /// user, to store with [`RememberStore::create`](crate::remember::RememberStore::create).

@@ -594,7 +594,6 @@ async fn failing_loader_gives_503_not_a_login() {
 async fn hung_loader_times_out_with_503() {
     #[derive(Clone)]
     struct Slow;
-    #[login_manager::async_trait]
     impl login_manager::UserLoader for Slow {
         type User = common::User;
         type Error = std::convert::Infallible;
@@ -694,7 +693,9 @@ async fn auth_record_stays_small() {
             "/login",
             get(|mut auth: AuthSession<Users>| async move {
                 let user = auth.loader().by_name("alice").unwrap();
-                auth.login_user(&user, Default::default()).await.unwrap();
+                auth.login_user_with(&user, Default::default())
+                    .await
+                    .unwrap();
                 let record = auth
                     .session()
                     .unwrap()

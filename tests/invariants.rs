@@ -146,7 +146,7 @@ async fn invariant_6_cookies_are_httponly_samesite_lax_secure_by_default() {
             "/login",
             get(|mut auth: AuthSession<Users>| async move {
                 let alice = auth.loader().by_name("alice").unwrap();
-                auth.login_user(&alice, LoginOptions::new().remember(true))
+                auth.login_user_with(&alice, LoginOptions::new().remember(true))
                     .await
                     .unwrap();
             }),

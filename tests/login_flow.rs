@@ -17,7 +17,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use login_manager::{
-    async_trait, AuthSession, AuthUser, LoginManager, LoginOptions, LoginOutcome, LoginThrottle,
+    AuthSession, AuthUser, LoginManager, LoginOptions, LoginOutcome, LoginThrottle,
     MemoryThrottleStore, PasswordHasher, PasswordLogin, PasswordUserLoader, UserLoader,
 };
 use tower::ServiceExt;
@@ -46,7 +46,6 @@ impl AuthUser for Account {
 #[derive(Clone, Default)]
 struct Accounts(Arc<Mutex<HashMap<String, Account>>>);
 
-#[async_trait]
 impl UserLoader for Accounts {
     type User = Account;
     type Error = Infallible;
@@ -55,7 +54,6 @@ impl UserLoader for Accounts {
     }
 }
 
-#[async_trait]
 impl PasswordUserLoader for Accounts {
     async fn load_user_by_username(&self, name: &str) -> Result<Option<Account>, Infallible> {
         self.load_user(&name.to_owned()).await

@@ -2,6 +2,7 @@
 
 mod common;
 
+use async_trait::async_trait;
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc,
@@ -11,7 +12,6 @@ use axum::{body::Body, http::Request};
 use common::{Client, TestApp};
 use http::StatusCode;
 use login_manager::{
-    async_trait,
     remember::{MemoryRememberStore, RememberStore, RememberToken, Rotation, ValidatorHash},
     AuthEvent, Duration, Remember, SessionProtection,
 };

@@ -354,6 +354,7 @@ impl PasswordHasher {
         }
     }
 
+    #[doc(hidden)] // a hook for tests and benchmarks, not a supported API
     /// How many hash computations this hasher (and its clones) has run: hashes, verifications,
     /// and the dummy verifications for unknown users and unusable stored hashes.
     ///
@@ -374,6 +375,7 @@ impl PasswordHasher {
         self.inner.computations.load(Ordering::Relaxed)
     }
 
+    #[doc(hidden)] // a hook for tests and benchmarks, not a supported API
     /// The largest number of hash computations seen running at the same time, which never
     /// exceeds [`max_concurrent`](Self::max_concurrent). Useful in tests and as a metric of
     /// login pressure.

@@ -1,6 +1,7 @@
 //! A small app and a cookie-keeping client shared by the integration tests.
 #![allow(dead_code)] // each test file uses a different part of this support module
 
+use async_trait::async_trait;
 use std::{
     collections::{HashMap, HashSet},
     fmt,
@@ -21,9 +22,9 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use login_manager::{
-    async_trait, fresh_login_required, login_required, permission_required,
-    remember::MemoryRememberStore, AuthEvent, AuthSession, AuthUser, Duration, FreshLoginRequired,
-    LoginManager, LoginOptions, LoginRequired, LoginView, Remember, UserLoader,
+    fresh_login_required, login_required, permission_required, remember::MemoryRememberStore,
+    AuthEvent, AuthSession, AuthUser, Duration, FreshLoginRequired, LoginManager, LoginOptions,
+    LoginRequired, LoginView, Remember, UserLoader,
 };
 use tower::ServiceExt;
 use tower_sessions::{
@@ -116,7 +117,6 @@ impl Users {
     }
 }
 
-#[async_trait]
 impl UserLoader for Users {
     type User = User;
     type Error = LoaderDown;
@@ -224,7 +224,7 @@ async fn login(
     if headers.contains_key("x-force") {
         options = options.force(true);
     }
-    auth.login_user(&user, options).await?;
+    auth.login_user_with(&user, options).await?;
     Ok("logged in".to_owned())
 }
 

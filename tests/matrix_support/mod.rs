@@ -4,6 +4,7 @@
 //! storage, fresh per cell and removed afterwards.
 #![allow(dead_code)] // not every cell uses every helper
 
+use async_trait::async_trait;
 use std::{
     collections::{HashMap, HashSet},
     fmt,
@@ -27,7 +28,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use login_manager::{
-    async_trait, login_required,
+    login_required,
     remember::{MemoryRememberStore, RememberStore, RememberToken, Rotation, ValidatorHash},
     AuthSession, AuthUser, Duration, LoginManager, LoginOptions, LoginOutcome, LoginRequired,
     PasswordHasher, PasswordLogin, PasswordUserLoader, Remember, UserLoader,
@@ -144,7 +145,6 @@ impl Users {
     }
 }
 
-#[async_trait]
 impl UserLoader for Users {
     type User = User;
     type Error = LoaderDown;
@@ -155,7 +155,6 @@ impl UserLoader for Users {
     }
 }
 
-#[async_trait]
 impl PasswordUserLoader for Users {
     async fn load_user_by_username(&self, username: &str) -> Result<Option<User>, LoaderDown> {
         self.check()?;

@@ -28,7 +28,6 @@ use axum::{
     Extension, Form, Router,
 };
 use login_manager::{
-    async_trait,
     remember::{parse_token, MemoryRememberStore, RememberStore, RememberToken},
     stores::{
         postgres::PostgresRememberStore, redis::RedisRememberStore, sqlite::SqliteRememberStore,
@@ -46,7 +45,6 @@ use tower_sessions::{MemoryStore, SessionManagerLayer};
 #[derive(Clone)]
 struct Loader(Users);
 
-#[async_trait]
 impl UserLoader for Loader {
     type User = User;
     type Error = std::convert::Infallible;
@@ -66,7 +64,7 @@ async fn bench_login(
 ) -> login_manager::Result<&'static str> {
     let user = auth.loader().0.alice();
     let remember = headers.contains_key("x-remember");
-    auth.login_user(&user, LoginOptions::new().remember(remember))
+    auth.login_user_with(&user, LoginOptions::new().remember(remember))
         .await?;
     Ok("logged in")
 }
@@ -81,7 +79,7 @@ async fn login(
     let valid = hasher.verify_user(&form.password, stored).await?.valid;
     Ok(match user {
         Some(user) if valid => {
-            auth.login_user(&user, LoginOptions::new()).await?;
+            auth.login_user(&user).await?;
             "logged in".into_response()
         }
         _ => (StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response(),
