@@ -3,9 +3,7 @@
 //! `DATABASE_URL`: every query is written once (`$1` placeholders work in both) and run on
 //! whichever pool [`Db`] holds.
 
-use std::{
-    collections::HashSet, future::Future, pin::Pin, str::FromStr, time::Duration as StdDuration,
-};
+use std::{collections::HashSet, str::FromStr, time::Duration as StdDuration};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use http::{header, request::Parts};
@@ -13,11 +11,9 @@ use login_manager::{AuthUser, PasswordHasher, PasswordUserLoader, UserLoader};
 use rand::{rngs::OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use sqlx::{
-    error::BoxDynError,
-    migrate::{Migration, MigrationSource, MigrationType, Migrator},
     postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
-    ColumnIndex, Connection, Decode, FromRow, PgPool, SqlitePool, Type,
+    Connection, PgPool, SqlitePool,
 };
 
 /// The users database, on one of two engines. Cheap to clone (a pool).
@@ -96,7 +92,7 @@ pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
         // sqlx's migrator takes a Postgres advisory lock: instances starting at once take
         // turns.
-        Migrator::new(Embedded::POSTGRES).await?.run(&pool).await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Db::Postgres(pool))
     } else {
         let options = SqliteConnectOptions::from_str(url)?
@@ -106,35 +102,8 @@ pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
             .busy_timeout(StdDuration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().connect_with(options).await?;
-        Migrator::new(Embedded::SQLITE).await?.run(&pool).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Db::Sqlite(pool))
-    }
-}
-
-/// The schema in `migrations/<engine>/`, compiled into the binary: what `sqlx::migrate!`
-/// would embed (version 1, description `users`, the same SQL and so the same checksum), without
-/// sqlx's proc macros, which would build sqlx and its drivers a second time for the compiler
-/// (a third of the demo's fresh build).
-#[derive(Debug, Clone, Copy)]
-struct Embedded(&'static str);
-
-impl Embedded {
-    const POSTGRES: Self = Self(include_str!("../migrations/postgres/0001_users.sql"));
-    const SQLITE: Self = Self(include_str!("../migrations/sqlite/0001_users.sql"));
-}
-
-impl MigrationSource<'static> for Embedded {
-    fn resolve(
-        self,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
-        let migration = Migration::new(
-            1,
-            "users".into(),
-            MigrationType::Simple,
-            self.0.into(),
-            self.0.starts_with("-- no-transaction"),
-        );
-        Box::pin(std::future::ready(Ok(vec![migration])))
     }
 }
 
@@ -243,22 +212,11 @@ pub async fn set_password_hash(
 
 /// Every user, for the admin page: (user, comma-separated permissions).
 pub async fn all_users(db: &Db) -> Result<Vec<(User, String)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
     struct Row {
+        #[sqlx(flatten)]
         user: User,
         permissions: String,
-    }
-    impl<'r, R: sqlx::Row> FromRow<'r, R> for Row
-    where
-        User: FromRow<'r, R>,
-        &'r str: ColumnIndex<R>,
-        String: Decode<'r, R::Database> + Type<R::Database>,
-    {
-        fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-            Ok(Self {
-                user: User::from_row(row)?,
-                permissions: row.try_get("permissions")?,
-            })
-        }
     }
     // `string_agg`: Postgres, and SQLite since 3.44.
     let rows: Vec<Row> = on_db!(db, pool => {
@@ -279,32 +237,13 @@ pub fn unix_now() -> i64 {
 }
 
 /// A user row. No `Debug`: it holds the password hash, which must not end up in logs.
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct User {
     pub id: i64,
     pub username: String,
     pub password_hash: String,
     pub disabled: bool,
     pub created_at: i64,
-}
-
-/// By column name, as `#[derive(sqlx::FromRow)]` would (the demo uses no sqlx macros).
-impl<'r, R: sqlx::Row> FromRow<'r, R> for User
-where
-    &'r str: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    bool: Decode<'r, R::Database> + Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: row.try_get("id")?,
-            username: row.try_get("username")?,
-            password_hash: row.try_get("password_hash")?,
-            disabled: row.try_get("disabled")?,
-            created_at: row.try_get("created_at")?,
-        })
-    }
 }
 
 impl AuthUser for User {
