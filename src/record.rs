@@ -167,6 +167,15 @@ pub(crate) struct AuthState<U> {
 }
 
 impl<U> AuthState<U> {
+    /// A login held by the session, as `record` describes it.
+    pub(crate) fn session(user: U, record: AuthRecord) -> Self {
+        Self {
+            user: Some(user),
+            record: Some(record),
+            source: Source::Session,
+        }
+    }
+
     pub(crate) fn anonymous() -> Self {
         Self {
             user: None,

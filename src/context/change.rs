@@ -9,7 +9,7 @@ use crate::{
     client::RequestFacts,
     config::LoginOptions,
     events::AuthEvent,
-    record::{auth_hash_digest, now, AuthRecord, AuthState, Source, AUTH_KEY},
+    record::{auth_hash_digest, now, AuthRecord, AuthState, AUTH_KEY},
     remember::{Remember, RememberDevice},
     timeout::timed,
     AuthUser, Error, Result, UserLoader,
@@ -68,11 +68,7 @@ impl<L: UserLoader> AuthContext<L> {
         }
         timed(limit, "session store", session.save()).await?;
         let state = self
-            .replace_state(AuthState {
-                user: Some(user.clone()),
-                record: Some(record),
-                source: Source::Session,
-            })
+            .replace_state(AuthState::session(user.clone(), record))
             .await;
         settings.emit(AuthEvent::LoggedIn {
             user_id: user.id().to_string(),
@@ -118,11 +114,7 @@ impl<L: UserLoader> AuthContext<L> {
         record.protection_id = Some(facts.protection_id.clone());
         self.rewrite_record(&record).await?;
         let state = self
-            .replace_state(AuthState {
-                user: Some(user.clone()),
-                record: Some(record),
-                source: Source::Session,
-            })
+            .replace_state(AuthState::session(user.clone(), record))
             .await;
         self.settings().emit(AuthEvent::LoginConfirmed {
             user_id: user.id().to_string(),
@@ -154,11 +146,7 @@ impl<L: UserLoader> AuthContext<L> {
             self.queue_cookie(remember.cookie.removal());
         }
         let state = self
-            .replace_state(AuthState {
-                user: Some(user.clone()),
-                record: Some(record),
-                source: Source::Session,
-            })
+            .replace_state(AuthState::session(user.clone(), record))
             .await;
         self.settings().emit(AuthEvent::AuthHashUpdated {
             user_id: user.id().to_string(),

@@ -239,11 +239,7 @@ impl<L: UserLoader> AuthContext<L> {
             let limit = settings.store_timeout;
             timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
         }
-        Ok(Some(AuthState {
-            user: Some(user),
-            record: Some(record),
-            source: Source::Session,
-        }))
+        Ok(Some(AuthState::session(user, record)))
     }
 
     /// Step 2b: a remember cookie on a request without a session login. The token service
