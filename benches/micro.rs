@@ -31,10 +31,9 @@ use axum::{
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 use login_manager::{
-    remember::{parse_token, MemoryRememberStore, RememberStore},
-    safe_next,
-    testing::{mint_remember_token, remember_token_like, TestLogin},
-    AuthSession, AuthUser, LoginManager, LoginOptions, LoginRequired, Remember, UserLoader,
+    __private::mint_remember_token, __private::parse_token, __private::remember_token_like,
+    safe_next, testing::TestLogin, AuthSession, AuthUser, LoginManager, LoginOptions,
+    LoginRequired, MemoryRememberStore, Remember, RememberStore, UserLoader,
 };
 use subtle::ConstantTimeEq;
 use tower::ServiceExt;

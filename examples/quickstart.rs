@@ -1,11 +1,12 @@
 //! The smallest complete app: `cargo run --example quickstart`, open http://127.0.0.1:3001 and
 //! sign in as `alice` / `correct horse battery staple`.
+type Result<T, E = login_manager::Error> = std::result::Result<T, E>;
 use std::{collections::HashMap, convert::Infallible, sync::Arc};
 
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::{http::StatusCode, routing::get, routing::post, Extension, Form, Router};
+use axum::{http::StatusCode, routing::get, routing::post, Form, Router};
 use login_manager::{AuthSession, AuthUser, LoginManager};
-use login_manager::{LoginRequired, PasswordHasher, Result, UserLoader};
+use login_manager::{LoginRequired, PasswordHasher, UserLoader};
 use tower_sessions::{MemoryStore, SessionManagerLayer};
 
 #[derive(Clone)]
@@ -45,14 +46,11 @@ struct Credentials {
     password: String,
 }
 
-async fn login(
-    mut auth: AuthSession<Users>,
-    Extension(hasher): Extension<PasswordHasher>,
-    Form(form): Form<Credentials>,
-) -> Result<Response> {
+async fn login(mut auth: AuthSession<Users>, Form(form): Form<Credentials>) -> Result<Response> {
     let user = auth.loader().0.get(&form.username).cloned();
     // Verifies against a dummy hash when there is no such user: same time, same answer.
     let stored = user.as_ref().map(|u| u.password_hash.as_str());
+    let hasher = auth.password_hasher(); // the manager's: argon2id, bounded concurrency
     match user {
         Some(user) if hasher.verify_user(&form.password, stored).await?.valid => {
             auth.login_user(&user).await?;
@@ -84,8 +82,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/", get(home))
         .route("/login", get(|| async { Html(FORM) }).post(login))
         .route("/logout", post(logout))
-        .layer(Extension(hasher))
-        .layer(LoginManager::new(users).into_layer()) // inside the session layer
+        // Inside the session layer; the manager verifies passwords with the same hasher.
+        .layer(
+            LoginManager::new(users)
+                .password_hasher(hasher)
+                .into_layer(),
+        )
         .layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false)); // plain HTTP
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;

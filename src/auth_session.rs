@@ -12,7 +12,8 @@ use tower_sessions::Session;
 use crate::{
     client::{PeerInfo, RequestFacts},
     context::{AuthContext, DynAuthHandle},
-    login::{Admission, LoginOutcome, PasswordLogin, PasswordUserLoader},
+    login::{Admission, LoginOutcome, PasswordUserLoader},
+    password::PasswordHasher,
     record::AuthState,
     redirect::next_from_query,
     remember::RememberDevice,
@@ -119,8 +120,15 @@ impl<L: UserLoader> AuthSession<L> {
         &self.context.core.loader
     }
 
+    /// The manager's password hasher (for sign-up and password changes): the one
+    /// [`login_with_password`](Self::login_with_password) verifies with, sharing its bound on
+    /// concurrent hashes.
+    pub fn password_hasher(&self) -> &PasswordHasher {
+        &self.context.core.passwords.hasher
+    }
+
     /// The request's peer address and `X-Forwarded-For`, for throttling by client address.
-    pub fn peer_info(&self) -> &PeerInfo {
+    fn peer_info(&self) -> &PeerInfo {
         &self.facts.peer
     }
 
@@ -143,9 +151,8 @@ impl<L: UserLoader> AuthSession<L> {
         self.context.session()
     }
 
-    /// The validated `next` of this request's query string, else `default` (see
-    /// [`safe_next`](crate::safe_next); a form field can be checked with
-    /// [`safe_next_or`](crate::safe_next_or)).
+    /// The validated `next` of this request's query string, else `default` (a `next` form
+    /// field is checked with [`safe_next`](crate::safe_next)).
     pub fn next_or(&self, default: &str) -> String {
         next_from_query(self.facts.query.as_deref()).unwrap_or_else(|| default.to_owned())
     }
@@ -241,11 +248,11 @@ impl<L: PasswordUserLoader> AuthSession<L> {
     /// Store, loader and hasher failures are errors (503), never a login.
     pub async fn login_with_password(
         &mut self,
-        login: &PasswordLogin,
         username: &str,
         password: &str,
         options: LoginOptions,
     ) -> Result<LoginOutcome> {
+        let login = &self.context.core.passwords;
         let admission = login
             .admit(username, self.peer_info(), |name| self.request_cookie(name))
             .await?;
@@ -256,14 +263,14 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         let loader = self.loader().clone();
         let user = loader_call(limit, loader.load_user_by_username(username)).await?;
         let stored = user.as_ref().and_then(|u| loader.password_hash(u));
-        let verified = login.hasher().verify_user(password, stored).await?;
+        let verified = login.hasher.verify_user(password, stored).await?;
         let user = user.filter(|u| verified.valid && u.is_active());
         let device_cookie = admission.report(user.is_some()).await?;
         let Some(user) = user else {
             return Ok(LoginOutcome::InvalidCredentials);
         };
         let user = if verified.needs_rehash {
-            let upgraded = login.hasher().hash(password).await?;
+            let upgraded = login.hasher.hash(password).await?;
             loader_call(limit, loader.save_password_hash(&user, &upgraded)).await?;
             // The auth hash may derive from the password hash: log in the stored user.
             loader_call(limit, loader.load_user(&user.id()))
@@ -285,16 +292,13 @@ impl<L: PasswordUserLoader> AuthSession<L> {
     /// [`login_name`](PasswordUserLoader::login_name), else under `id:<user id>` — so a stolen
     /// remember-me cookie does not get unlimited guesses at the password, and the browser's
     /// device cookie for the account keeps its owner out of locks others caused.
-    pub async fn reauthenticate_with_password(
-        &mut self,
-        login: &PasswordLogin,
-        password: &str,
-    ) -> Result<LoginOutcome> {
+    pub async fn reauthenticate_with_password(&mut self, password: &str) -> Result<LoginOutcome> {
         let user = self.user().cloned().ok_or(Error::NotAuthenticated)?;
         let key = match self.loader().login_name(&user) {
             Some(name) => name.to_owned(),
             None => format!("id:{}", user.id()),
         };
+        let login = &self.context.core.passwords;
         let admission = login
             .admit(&key, self.peer_info(), |name| self.request_cookie(name))
             .await?;
@@ -302,7 +306,7 @@ impl<L: PasswordUserLoader> AuthSession<L> {
             return Ok(LoginOutcome::Throttled { retry_after });
         }
         let stored = self.loader().password_hash(&user);
-        let valid = login.hasher().verify_user(password, stored).await?.valid;
+        let valid = login.hasher.verify_user(password, stored).await?.valid;
         let device_cookie = admission.report(valid).await?;
         if !valid {
             return Ok(LoginOutcome::InvalidCredentials);

@@ -84,46 +84,11 @@ fn cookie_value(headers: &[HeaderValue], name: &str) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-/// The client's IP address for a request.
-///
-/// The address is the socket peer from axum's [`ConnectInfo<SocketAddr>`](ConnectInfo)
-/// (serve the app with `into_make_service_with_connect_info::<SocketAddr>()`); without it the
-/// answer is `None` and only per-account limits apply. When the peer is one of
-/// `trusted_proxies`, the `X-Forwarded-For` header is read from the right, skipping trusted
-/// proxies, and the first untrusted entry is the client: entries further left were written by
-/// the client itself and can be forged. An unparsable entry, or a header that is not text,
-/// makes the function fall back to the socket peer. From an untrusted peer the header is
-/// ignored. IPv4-mapped IPv6 addresses are reported as IPv4.
-///
-/// # Example
-///
-/// ```
-/// use std::net::{IpAddr, SocketAddr};
-/// use axum::extract::ConnectInfo;
-/// use login_manager::throttle::client_addr;
-///
-/// let proxy: IpAddr = "10.0.0.2".parse().unwrap();
-/// let (mut parts, ()) = http::Request::builder()
-///     .header("x-forwarded-for", "1.1.1.1, 203.0.113.7")
-///     .body(())
-///     .unwrap()
-///     .into_parts();
-/// parts
-///     .extensions
-///     .insert(ConnectInfo(SocketAddr::new(proxy, 443)));
-///
-/// assert_eq!(client_addr(&parts, &[proxy]), Some("203.0.113.7".parse().unwrap()));
-/// assert_eq!(client_addr(&parts, &[]), Some(proxy));
-/// ```
-pub fn client_addr(parts: &Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
-    PeerInfo::from_parts(parts).client_addr(trusted_proxies)
-}
-
 /// What a client address is derived from: the socket peer and the `X-Forwarded-For` list,
 /// captured from a request so that the address can be computed later (the login flow keeps
 /// it in [`AuthSession`](crate::AuthSession)).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerInfo {
+pub(crate) struct PeerInfo {
     peer: Option<IpAddr>,
     /// `None` when any header line is not text: then only the peer is believed.
     forwarded_for: Option<String>,

@@ -3,14 +3,16 @@
 //! [`LoginManager`](crate::LoginManager) — views, timeouts, listeners, the unauthorized
 //! handler. Not generic over the loader, so that the guards render a refusal from them
 //! without knowing the user type, and the request context hands them a
-//! [`Reason`](crate::guard::Reason) as plain data.
+//! [`Reason`](crate::Reason) as plain data.
 
 use std::{fmt, sync::Arc};
 
 use axum::response::Response;
 use cookie::{Cookie, SameSite};
 
-use crate::{events::AuthEvent, rejection::Rejection, Duration};
+use std::time::Duration;
+
+use crate::{events::AuthEvent, rejection::Rejection};
 
 /// Flask-Login's `session_protection`: what happens when a logged-in session is used from a
 /// client whose identifier (a digest of the client address and `User-Agent`) differs from
@@ -131,9 +133,11 @@ impl CookieOptions {
 /// How [`AuthSession::login_user`](crate::AuthSession::login_user) logs a user in (Flask-Login's `login_user` arguments).
 ///
 /// ```
-/// use login_manager::{Duration, LoginOptions};
+/// use std::time::Duration;
 ///
-/// let options = LoginOptions::new().remember(true).duration(Duration::days(7));
+/// use login_manager::LoginOptions;
+///
+/// let options = LoginOptions::new().remember(true).duration(Duration::from_secs(7 * 24 * 60 * 60));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginOptions {
@@ -199,7 +203,7 @@ pub(crate) struct Settings {
     pub absolute_timeout: Option<Duration>,
     pub fresh_max_age: Option<Duration>,
     /// Bound on every session-store, remember-store and loader call.
-    pub store_timeout: std::time::Duration,
+    pub store_timeout: Duration,
     pub clear_site_data: bool,
     pub listeners: Vec<Listener>,
     pub unauthorized_handler: Option<UnauthorizedHandler>,
@@ -211,10 +215,10 @@ impl Default for Settings {
             login_view: "/login".to_owned(),
             refresh_view: None,
             protection: SessionProtection::default(),
-            idle_timeout: Some(Duration::minutes(30)),
-            absolute_timeout: Some(Duration::hours(12)),
+            idle_timeout: Some(Duration::from_secs(30 * 60)),
+            absolute_timeout: Some(Duration::from_secs(12 * 60 * 60)),
             fresh_max_age: None,
-            store_timeout: std::time::Duration::from_secs(5),
+            store_timeout: Duration::from_secs(5),
             clear_site_data: false,
             listeners: Vec::new(),
             unauthorized_handler: None,

@@ -1,40 +1,5 @@
-//! Cross-origin request protection (CSRF) from the `Sec-Fetch-Site` and `Origin` headers.
-//!
-//! A session cookie is sent with every request to the site, including a form that another
-//! site makes the browser submit: without a check, `<form action="https://app.example/logout"
-//! method="post">` on any page logs the visitor out, or worse. `SameSite=Lax` cookies stop
-//! most of it, but not requests from a *same-site* origin (another subdomain, possibly
-//! user-controlled) nor browsers without `SameSite`. Every browser released since 2023 tells
-//! the server where a request comes from, so no token is needed:
-//!
-//! - `Sec-Fetch-Site` (Fetch Metadata) is `same-origin`, `same-site`, `cross-site`, or `none`
-//!   for a navigation the user started (typed URL, bookmark);
-//! - `Origin` carries the origin of the page that sent a non-GET request.
-//!
-//! [`CrossOriginProtection`] applies the algorithm of Go 1.25's `http.CrossOriginProtection`
-//! (designed by Filippo Valsorda, "Cross-Site Request Forgery", 2025), also the
-//! "Fetch Metadata" defence of the OWASP *Cross-Site Request Forgery Prevention Cheat Sheet*:
-//!
-//! 1. Safe methods (`GET`, `HEAD`, `OPTIONS`, `TRACE`) always pass: they must not change
-//!    anything, and checking them would break links from other sites.
-//! 2. If `Sec-Fetch-Site` is present: `same-origin` and `none` pass; anything else
-//!    (`same-site`, `cross-site`, an unknown value) is refused unless `Origin` is a
-//!    [trusted origin](CrossOriginProtection::trusted_origin).
-//! 3. Otherwise (older browsers, or not a browser): no `Origin` passes (curl,
-//!    server-to-server calls: not a forgery, since no browser cookie is involved); an `Origin`
-//!    whose `host[:port]` equals the request's host (`Host`, or the authority of an
-//!    absolute-form request target) passes; a trusted origin passes; anything else, including
-//!    `Origin: null`, is refused.
-//!
-//! A refused request is answered `403 Forbidden` with the body `Cross-origin request refused.`
-//! and never reaches the inner service. Refusals are logged with `tracing` at `debug` level.
-//!
-//! The scheme is not compared in step 3: behind a TLS-terminating proxy the application cannot
-//! know its own scheme. The resulting gap (an `http://` page posting to `https://` on the same
-//! host) only matters for pre-2023 browsers and is closed by HSTS. If a proxy rewrites `Host`,
-//! every cross-check in step 3 fails: list the public origin with
-//! [`trusted_origin`](CrossOriginProtection::trusted_origin). `X-Forwarded-Host` is not used,
-//! as in Go: the application cannot tell whether a proxy or the client wrote it.
+//! Cross-origin request protection (CSRF) from the `Sec-Fetch-Site` and `Origin` headers:
+//! the [`CrossOriginProtection`] layer, which documents the algorithm.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -49,11 +14,50 @@ const REFUSED_BODY: &str = "Cross-origin request refused.";
 /// The `Sec-Fetch-Site` header (Fetch Metadata), not among `http`'s constants.
 const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
-/// A [`Layer`] that refuses cross-origin unsafe requests with `403 Forbidden`.
+/// A [`Layer`] that refuses cross-origin unsafe requests with `403 Forbidden`: protection
+/// against cross-site request forgery (CSRF) from the `Sec-Fetch-Site` and `Origin` headers.
 ///
-/// See the [module documentation](self) for the algorithm. Put it on every router that has
-/// state-changing routes (`POST`, `PUT`, `PATCH`, `DELETE`); the cost is a few header
-/// comparisons, with no I/O and, for a request that passes, no allocation.
+/// Put it on every router that has state-changing routes (`POST`, `PUT`, `PATCH`, `DELETE`);
+/// the cost is a few header comparisons, with no I/O and, for a request that passes, no
+/// allocation.
+///
+/// # Why, and the algorithm
+///
+/// A session cookie is sent with every request to the site, including a form that another
+/// site makes the browser submit: without a check, `<form action="https://app.example/logout"
+/// method="post">` on any page logs the visitor out, or worse. `SameSite=Lax` cookies stop
+/// most of it, but not requests from a *same-site* origin (another subdomain, possibly
+/// user-controlled) nor browsers without `SameSite`. Every browser released since 2023 tells
+/// the server where a request comes from, so no token is needed:
+///
+/// - `Sec-Fetch-Site` (Fetch Metadata) is `same-origin`, `same-site`, `cross-site`, or `none`
+///   for a navigation the user started (typed URL, bookmark);
+/// - `Origin` carries the origin of the page that sent a non-GET request.
+///
+/// This layer applies the algorithm of Go 1.25's `http.CrossOriginProtection` (designed by
+/// Filippo Valsorda, "Cross-Site Request Forgery", 2025), also the "Fetch Metadata" defence of
+/// the OWASP *Cross-Site Request Forgery Prevention Cheat Sheet*:
+///
+/// 1. Safe methods (`GET`, `HEAD`, `OPTIONS`, `TRACE`) always pass: they must not change
+///    anything, and checking them would break links from other sites.
+/// 2. If `Sec-Fetch-Site` is present: `same-origin` and `none` pass; anything else
+///    (`same-site`, `cross-site`, an unknown value) is refused unless `Origin` is a
+///    [trusted origin](Self::trusted_origin).
+/// 3. Otherwise (older browsers, or not a browser): no `Origin` passes (curl,
+///    server-to-server calls: not a forgery, since no browser cookie is involved); an `Origin`
+///    whose `host[:port]` equals the request's host (`Host`, or the authority of an
+///    absolute-form request target) passes; a trusted origin passes; anything else, including
+///    `Origin: null`, is refused.
+///
+/// A refused request is answered `403 Forbidden` with the body `Cross-origin request refused.`
+/// and never reaches the inner service. Refusals are logged with `tracing` at `debug` level.
+///
+/// The scheme is not compared in step 3: behind a TLS-terminating proxy the application cannot
+/// know its own scheme. The resulting gap (an `http://` page posting to `https://` on the same
+/// host) only matters for pre-2023 browsers and is closed by HSTS. If a proxy rewrites `Host`,
+/// every cross-check in step 3 fails: list the public origin with
+/// [`trusted_origin`](Self::trusted_origin). `X-Forwarded-Host` is not used, as in Go: the
+/// application cannot tell whether a proxy or the client wrote it.
 ///
 /// # Examples
 ///

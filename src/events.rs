@@ -1,4 +1,4 @@
-//! Authentication events: Flask-Login's signals.
+//! Authentication events ([`AuthEvent`], [`EndReason`]): Flask-Login's signals.
 
 use std::fmt;
 
@@ -20,7 +20,7 @@ pub enum EndReason {
     SessionProtection,
 }
 
-/// Something that happened to a login, passed to every
+/// Something that happened to a login (Flask-Login's signals), passed to every
 /// [`LoginManager::on_event`](crate::LoginManager::on_event) listener and logged with
 /// `tracing` at `info` (security-relevant ones at `warn`).
 ///

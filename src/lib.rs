@@ -77,9 +77,9 @@
 //! use axum::{
 //!     http::StatusCode,
 //!     response::{IntoResponse, Redirect, Response},
-//!     Extension, Form,
+//!     Form,
 //! };
-//! use login_manager::{AuthSession, LoginOptions, LoginRequired, PasswordHasher};
+//! use login_manager::{AuthSession, LoginOptions, LoginRequired};
 //!
 //! #[derive(serde::Deserialize)]
 //! struct LoginForm {
@@ -90,12 +90,12 @@
 //!
 //! async fn login(
 //!     mut auth: AuthSession<Users>,
-//!     Extension(hasher): Extension<PasswordHasher>,
 //!     Form(form): Form<LoginForm>,
 //! ) -> login_manager::Result<Response> {
 //!     let user = auth.loader().0.values().find(|u| u.name == form.username).cloned();
 //!     // With no such user, a dummy hash is verified: same time, same answer.
 //!     let stored = user.as_ref().map(|u| u.password_hash.as_str());
+//!     let hasher = auth.password_hasher(); // the manager's: argon2id, bounded concurrency
 //!     let valid = hasher.verify_user(&form.password, stored).await?.valid;
 //!     match user {
 //!         Some(user) if valid => {
@@ -135,22 +135,22 @@
 //! # impl UserLoader for Users { type User = User; type Error = Infallible;
 //! #     async fn load_user(&self, id: &i64) -> Result<Option<User>, Infallible> { Ok(self.0.get(id).cloned()) } }
 //! # async fn dashboard(LoginRequired(user): LoginRequired<User>) -> String { user.name }
-//! use axum::{routing::get, Extension, Router};
-//! use login_manager::{
-//!     remember::MemoryRememberStore, CrossOriginProtection, Duration, LoginManager,
-//!     PasswordHasher, Remember,
-//! };
+//! use std::time::Duration;
+//!
+//! use axum::{routing::get, Router};
+//! use login_manager::{CrossOriginProtection, LoginManager, MemoryRememberStore, Remember};
 //! use tower_sessions::{cookie::SameSite, MemoryStore, SessionManagerLayer};
+//!
+//! const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 //!
 //! let users = Users(Arc::new(HashMap::new()));
 //! let manager = LoginManager::new(users)
 //!     .login_view("/login")
-//!     .remember(Remember::new(MemoryRememberStore::new()).duration(Duration::days(30)))
-//!     .idle_timeout(Duration::minutes(30));
+//!     .remember(Remember::new(MemoryRememberStore::new()).duration(30 * DAY))
+//!     .idle_timeout(Duration::from_secs(30 * 60));
 //!
 //! let app: Router = Router::new()
 //!     .route("/dashboard", get(dashboard))
-//!     .layer(Extension(PasswordHasher::new()))
 //!     .layer(manager.into_layer())
 //!     // Lax like the remember cookie (tower-sessions defaults to Strict).
 //!     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
@@ -159,8 +159,8 @@
 //!
 //! That's all: sessions get a new id at every login, logouts are server-side, `next` cannot
 //! point to another site, and a store failure answers 503 instead of logging anyone in. The
-//! guide in `docs/guide.md` covers remember-me, fresh logins, permissions, API tokens,
-//! throttling and deployment with Postgres or Redis. The crate `login-manager-sessions` builds
+//! [guide] covers remember-me, fresh logins, permissions, API tokens, throttling and
+//! deployment with Postgres or Redis. The crate `login-manager-sessions` builds
 //! the session layer from one setting (`redis://…`, `postgres://…`, `file:…`, `cookie:`), like
 //! Flask-Session's `SESSION_TYPE`.
 //!
@@ -168,51 +168,61 @@
 //!
 //! | feature | adds |
 //! |---|---|
-//! | `testing` | [`testing::TestLogin`]: a session cookie for a logged-in user in app tests |
+//! | `testing` | `testing::TestLogin`: a session cookie for a logged-in user in app tests |
 //! | `werkzeug` | verification of Flask/Werkzeug password hashes, upgraded to argon2id at login |
 //! | `sqlite`, `postgres`, `redis` | shared remember-me and throttle stores (`stores`) |
 
+pub mod guide;
+
 mod auth_session;
 mod client;
-pub mod config;
+mod config;
 mod context;
-pub mod csrf;
+mod csrf;
 mod error;
-pub mod events;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)] // entry points for `fuzz/`, not an API for apps
-pub mod fuzzing;
-pub mod guard;
+mod events;
+mod guard;
 mod loader;
 mod login;
 mod manager;
-pub mod password;
+mod password;
 mod record;
-pub mod redirect;
+mod redirect;
 mod rejection;
-pub mod remember;
+mod remember;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod throttle;
+mod throttle;
 mod timeout;
 mod user;
+
+// Entry points for this repository's own tests, benchmarks and fuzz targets (feature
+// `__private`): not an API for apps, and not covered by semver.
+#[cfg(feature = "__private")]
+#[doc(hidden)]
+#[path = "hooks.rs"]
+pub mod __private;
 
 pub use auth_session::AuthSession;
 pub use config::{CookieOptions, LoginOptions, SessionProtection};
 pub use csrf::CrossOriginProtection;
-pub use error::{BoxError, Error, Result};
-pub use events::AuthEvent;
+pub use error::{Error, Result};
+pub use events::{AuthEvent, EndReason};
 pub use guard::{
     fresh_login_required, login_required, permission_required, FreshLoginRequired, LoginRequired,
 };
 pub use loader::UserLoader;
-pub use login::{LoginOutcome, PasswordLogin, PasswordUserLoader};
-pub use manager::{LoginManager, LoginManagerLayer, LoginManagerService};
+pub use login::{LoginOutcome, PasswordUserLoader};
+pub use manager::{LoginManager, LoginManagerLayer};
 pub use password::{PasswordHasher, Verified};
-pub use redirect::{safe_next, safe_next_or, LoginView};
-pub use remember::Remember;
-pub use throttle::{LoginThrottle, MemoryThrottleStore, ThrottleEntry, ThrottleStore};
-pub use time::Duration;
+pub use redirect::{login_url, safe_next, LoginView};
+pub use rejection::{Client, Reason, Rejection};
+pub use remember::{
+    MemoryRememberStore, Remember, RememberDevice, RememberStore, RememberToken, Rotation,
+};
+pub use throttle::{
+    LoginAttempt, LoginThrottle, MemoryThrottleStore, ThrottleEntry, ThrottleStore,
+};
 pub use user::AuthUser;

@@ -1,49 +1,5 @@
-//! The safe password-login path in one call: throttle check → look-up → constant-work
-//! verification → record the result → `login_user`, with hash upgrades on the way.
-//!
-//! ```
-//! # use login_manager::{AuthUser, UserLoader};
-//! # #[derive(Clone)] struct User { id: u32, password_hash: String }
-//! # impl AuthUser for User { type Id = u32; fn id(&self) -> u32 { self.id } fn session_auth_hash(&self) -> &[u8] { self.password_hash.as_bytes() } }
-//! # #[derive(Clone)] struct Users;
-//! # impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
-//! #   async fn load_user(&self, _: &u32) -> Result<Option<User>, Self::Error> { Ok(None) } }
-//! use axum::{http::StatusCode, response::{IntoResponse, Redirect, Response}, Form};
-//! use login_manager::{
-//!     AuthSession, LoginOptions, LoginOutcome, PasswordLogin, PasswordUserLoader,
-//! };
-//!
-//! impl PasswordUserLoader for Users {
-//!     async fn load_user_by_username(&self, name: &str) -> Result<Option<User>, Self::Error> {
-//!         Ok(None) // SELECT ... WHERE username = $1
-//!     }
-//!     fn password_hash<'a>(&self, user: &'a User) -> Option<&'a str> {
-//!         Some(&user.password_hash)
-//!     }
-//! }
-//!
-//! #[derive(serde::Deserialize)]
-//! struct LoginForm { username: String, password: String }
-//!
-//! async fn login(
-//!     mut auth: AuthSession<Users>,
-//!     axum::Extension(login): axum::Extension<PasswordLogin>,
-//!     Form(form): Form<LoginForm>,
-//! ) -> login_manager::Result<Response> {
-//!     let outcome = auth
-//!         .login_with_password(&login, &form.username, &form.password, LoginOptions::new())
-//!         .await?;
-//!     Ok(match outcome {
-//!         LoginOutcome::LoggedIn => Redirect::to(&auth.next_or("/")).into_response(),
-//!         LoginOutcome::InvalidCredentials => {
-//!             (StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response()
-//!         }
-//!         LoginOutcome::Throttled { retry_after } => {
-//!             login_manager::Error::Throttled { retry_after }.into_response()
-//!         }
-//!     })
-//! }
-//! ```
+//! Password logins: the [`PasswordUserLoader`] trait, which documents the safe login path, and
+//! the hasher and throttle that `AuthSession::login_with_password` runs on.
 
 use std::{future::Future, time::Duration};
 
@@ -54,7 +10,54 @@ use crate::{
     UserLoader,
 };
 
-/// A [`UserLoader`] that can also find users by the name typed into a login form.
+/// A [`UserLoader`] that can also find users by the name typed into a login form: what
+/// [`AuthSession::login_with_password`](crate::AuthSession::login_with_password) needs to do the
+/// safe password-login path in one call — throttle check, look-up, constant-work verification,
+/// recording the result, [`login_user`](crate::AuthSession::login_user) — with hash upgrades on
+/// the way ([`save_password_hash`](Self::save_password_hash)).
+///
+/// ```
+/// # use login_manager::{AuthUser, UserLoader};
+/// # #[derive(Clone)] struct User { id: u32, password_hash: String }
+/// # impl AuthUser for User { type Id = u32; fn id(&self) -> u32 { self.id } fn session_auth_hash(&self) -> &[u8] { self.password_hash.as_bytes() } }
+/// # #[derive(Clone)] struct Users;
+/// # impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
+/// #   async fn load_user(&self, _: &u32) -> Result<Option<User>, Self::Error> { Ok(None) } }
+/// use axum::{http::StatusCode, response::{IntoResponse, Redirect, Response}, Form};
+/// use login_manager::{AuthSession, LoginOptions, LoginOutcome, PasswordUserLoader};
+///
+/// impl PasswordUserLoader for Users {
+///     async fn load_user_by_username(&self, name: &str) -> Result<Option<User>, Self::Error> {
+///         Ok(None) // SELECT ... WHERE username = $1
+///     }
+///     fn password_hash<'a>(&self, user: &'a User) -> Option<&'a str> {
+///         Some(&user.password_hash)
+///     }
+/// }
+///
+/// #[derive(serde::Deserialize)]
+/// struct LoginForm { username: String, password: String }
+///
+/// async fn login(
+///     mut auth: AuthSession<Users>,
+///     Form(form): Form<LoginForm>,
+/// ) -> Result<Response, login_manager::Error> {
+///     // The hasher and throttle are the manager's: `LoginManager::password_hasher` and
+///     // `LoginManager::login_throttle`.
+///     let outcome = auth
+///         .login_with_password(&form.username, &form.password, LoginOptions::new())
+///         .await?;
+///     Ok(match outcome {
+///         LoginOutcome::LoggedIn => Redirect::to(&auth.next_or("/")).into_response(),
+///         LoginOutcome::InvalidCredentials => {
+///             (StatusCode::UNAUTHORIZED, "Invalid username or password.").into_response()
+///         }
+///         LoginOutcome::Throttled { retry_after } => {
+///             login_manager::Error::Throttled { retry_after }.into_response()
+///         }
+///     })
+/// }
+/// ```
 pub trait PasswordUserLoader: UserLoader {
     /// The user with this login name, if any (match it the way your sign-up stores it).
     fn load_user_by_username(
@@ -87,39 +90,15 @@ pub trait PasswordUserLoader: UserLoader {
     }
 }
 
-/// The hasher and (optionally) the throttle used by
-/// [`AuthSession::login_with_password`](crate::AuthSession::login_with_password). Cheap to clone; build one at start-up.
-#[derive(Debug, Clone)]
-pub struct PasswordLogin {
-    hasher: PasswordHasher,
-    throttle: Option<LoginThrottle>,
+/// The hasher and the throttle of [`AuthSession::login_with_password`](crate::AuthSession::login_with_password),
+/// set on the [`LoginManager`](crate::LoginManager).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PasswordLogin {
+    pub hasher: PasswordHasher,
+    pub throttle: Option<LoginThrottle>,
 }
 
 impl PasswordLogin {
-    /// Password logins verified by `hasher`, without throttling.
-    pub fn new(hasher: PasswordHasher) -> Self {
-        Self {
-            hasher,
-            throttle: None,
-        }
-    }
-
-    /// Counts failures and locks accounts and addresses with `throttle`.
-    pub fn throttle(mut self, throttle: LoginThrottle) -> Self {
-        self.throttle = Some(throttle);
-        self
-    }
-
-    /// The hasher (for sign-up and password changes).
-    pub fn hasher(&self) -> &PasswordHasher {
-        &self.hasher
-    }
-
-    /// The throttle, if any.
-    pub fn login_throttle(&self) -> Option<&LoginThrottle> {
-        self.throttle.as_ref()
-    }
-
     /// Asks the throttle about an attempt for `key` from the client `peer`, presenting the
     /// device cookie that `cookie` reads by name.
     pub(crate) async fn admit(

@@ -6,6 +6,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use axum::response::Response;
@@ -19,8 +20,9 @@ use crate::{
     context::{AuthContext, Core, DynAuthHandle},
     events::AuthEvent,
     guard::Rejection,
+    login::PasswordLogin,
     remember::Remember,
-    Duration, SessionProtection, UserLoader,
+    LoginThrottle, PasswordHasher, SessionProtection, UserLoader,
 };
 
 /// Flask-Login's `LoginManager`: the user loader plus every login setting.
@@ -36,14 +38,16 @@ use crate::{
 /// # impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
 /// #   async fn load_user(&self, _: &u32) -> Result<Option<User>, Self::Error> { Ok(None) } }
 /// use axum::{routing::get, Router};
-/// use login_manager::{Duration, LoginManager, SessionProtection};
+/// use std::time::Duration;
+///
+/// use login_manager::{LoginManager, SessionProtection};
 /// use tower_sessions::{MemoryStore, SessionManagerLayer};
 ///
 /// let manager = LoginManager::new(Users)
 ///     .login_view("/login")
 ///     .session_protection(SessionProtection::Basic)
-///     .idle_timeout(Duration::minutes(30))
-///     .absolute_timeout(Duration::hours(12))
+///     .idle_timeout(Duration::from_secs(30 * 60))
+///     .absolute_timeout(Duration::from_secs(12 * 60 * 60))
 ///     .on_event(|event| println!("{event}"));
 ///
 /// let app: Router = Router::new()
@@ -55,6 +59,7 @@ pub struct LoginManager<L: UserLoader> {
     loader: L,
     settings: Settings,
     remember: Option<Remember>,
+    passwords: PasswordLogin,
 }
 
 impl<L: UserLoader> Clone for LoginManager<L> {
@@ -63,6 +68,7 @@ impl<L: UserLoader> Clone for LoginManager<L> {
             loader: self.loader.clone(),
             settings: self.settings.clone(),
             remember: self.remember.clone(),
+            passwords: self.passwords.clone(),
         }
     }
 }
@@ -85,6 +91,7 @@ impl<L: UserLoader> LoginManager<L> {
             loader,
             settings: Settings::default(),
             remember: None,
+            passwords: PasswordLogin::default(),
         }
     }
 
@@ -139,8 +146,24 @@ impl<L: UserLoader> LoginManager<L> {
 
     /// Timeout for each session-store, remember-store and loader call (default 5 s): a hung
     /// database answers 503 instead of hanging the request.
-    pub fn store_timeout(mut self, timeout: std::time::Duration) -> Self {
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.settings.store_timeout = timeout;
+        self
+    }
+
+    /// The hasher [`AuthSession::login_with_password`](crate::AuthSession::login_with_password)
+    /// verifies with (default: [`PasswordHasher::new`], argon2id with OWASP parameters). Hash
+    /// new passwords with the same one ([`AuthSession::password_hasher`](crate::AuthSession::password_hasher)):
+    /// clones share one bound on concurrent hashes.
+    pub fn password_hasher(mut self, hasher: PasswordHasher) -> Self {
+        self.passwords.hasher = hasher;
+        self
+    }
+
+    /// Counts password-login failures and locks accounts and addresses with `throttle`
+    /// (default: no throttle).
+    pub fn login_throttle(mut self, throttle: LoginThrottle) -> Self {
+        self.passwords.throttle = Some(throttle);
         self
     }
 
@@ -187,6 +210,7 @@ impl<L: UserLoader> LoginManager<L> {
                 loader: self.loader,
                 settings: self.settings,
                 remember: self.remember,
+                passwords: self.passwords,
             }),
         }
     }

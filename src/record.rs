@@ -2,6 +2,8 @@
 //! [`AUTH_KEY`]), its compact codec, the auth-hash digests, the clock, and the login state a
 //! request resolves to.
 
+use std::time::Duration;
+
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -103,12 +105,12 @@ impl AuthRecord {
     pub(crate) fn expiry(
         &self,
         now: i64,
-        absolute_timeout: Option<time::Duration>,
-        idle_timeout: Option<time::Duration>,
+        absolute_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
     ) -> Option<EndReason> {
-        if absolute_timeout.is_some_and(|t| elapsed(now, self.login_at) > t.whole_seconds()) {
+        if absolute_timeout.is_some_and(|t| elapsed(now, self.login_at) > whole_seconds(t)) {
             Some(EndReason::AbsoluteTimeout)
-        } else if idle_timeout.is_some_and(|t| elapsed(now, self.last_seen) > t.whole_seconds()) {
+        } else if idle_timeout.is_some_and(|t| elapsed(now, self.last_seen) > whole_seconds(t)) {
             Some(EndReason::IdleTimeout)
         } else {
             None
@@ -117,8 +119,8 @@ impl AuthRecord {
 
     /// Whether `last_seen` is old enough to be rewritten: at most every idle/4, so that reads
     /// do not turn into store writes.
-    pub(crate) fn last_seen_due(&self, now: i64, idle_timeout: time::Duration) -> bool {
-        elapsed(now, self.last_seen) >= idle_timeout.whole_seconds() / 4
+    pub(crate) fn last_seen_due(&self, now: i64, idle_timeout: Duration) -> bool {
+        elapsed(now, self.last_seen) >= whole_seconds(idle_timeout) / 4
     }
 }
 
@@ -132,6 +134,16 @@ pub(crate) fn now() -> i64 {
 /// never expires (release builds).
 fn elapsed(now: i64, then: i64) -> i64 {
     now.saturating_sub(then)
+}
+
+/// A duration in whole seconds, saturating: a configured `Duration::MAX` means "never".
+fn whole_seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The same span as a `time::Duration` for date arithmetic, saturating like [`whole_seconds`].
+pub(crate) fn time_span(duration: Duration) -> time::Duration {
+    time::Duration::try_from(duration).unwrap_or(time::Duration::MAX)
 }
 
 /// A 128-bit SHA-256 prefix of the auth hash, base64url: the raw value (often a password
@@ -184,10 +196,10 @@ impl<U> AuthState<U> {
         }
     }
 
-    pub(crate) fn is_fresh(&self, max_age: Option<time::Duration>) -> bool {
+    pub(crate) fn is_fresh(&self, max_age: Option<Duration>) -> bool {
         match (&self.source, self.record.as_ref().and_then(|r| r.fresh_at)) {
             (Source::Session | Source::Remember, Some(fresh_at)) => {
-                max_age.is_none_or(|max| elapsed(now(), fresh_at) <= max.whole_seconds())
+                max_age.is_none_or(|max| elapsed(now(), fresh_at) <= whole_seconds(max))
             }
             // Request-loader logins (API tokens) are never fresh, as in Flask-Login: a token is
             // not a password check, and there is no session to confirm.
@@ -219,8 +231,8 @@ mod tests {
         let now = now();
         let ancient = record(i64::MIN, Some(i64::MIN), i64::MIN);
         let (hour, day) = (
-            Some(time::Duration::hours(1)),
-            Some(time::Duration::days(1)),
+            Some(Duration::from_secs(3600)),
+            Some(Duration::from_secs(86_400)),
         );
         assert_eq!(
             ancient.expiry(now, day, hour),
@@ -230,7 +242,7 @@ mod tests {
             ancient.expiry(now, None, hour),
             Some(EndReason::IdleTimeout)
         );
-        assert!(ancient.last_seen_due(now, time::Duration::minutes(30)));
+        assert!(ancient.last_seen_due(now, Duration::from_secs(30 * 60)));
         let state = AuthState::<()> {
             user: None,
             record: Some(ancient),
@@ -240,6 +252,6 @@ mod tests {
 
         let current = record(now, Some(now), now);
         assert_eq!(current.expiry(now, day, hour), None);
-        assert!(!current.last_seen_due(now, time::Duration::minutes(30)));
+        assert!(!current.last_seen_due(now, Duration::from_secs(30 * 60)));
     }
 }

@@ -25,44 +25,8 @@ use tower_sessions::{Session, SessionStore};
 
 use crate::{
     record::{AuthRecord, AUTH_KEY},
-    remember::RememberToken,
     AuthUser, Error, Result,
 };
-
-#[doc(hidden)] // a hook for tests and benchmarks, not a supported API
-pub use crate::remember::token::Minted;
-
-#[doc(hidden)] // a hook for tests and benchmarks, not a supported API
-/// A new remember-me cookie value (random selector and validator, as a login would issue) and
-/// what a [`RememberStore`](crate::remember::RememberStore) keeps of it: for seeding a store
-/// with remembered browsers in tests and benchmarks, e.g. as copies of a token a real login
-/// issued.
-///
-/// ```
-/// use login_manager::{remember::parse_token, testing::mint_remember_token};
-///
-/// let minted = mint_remember_token();
-/// let parsed = parse_token(&minted.cookie_value).unwrap();
-/// assert_eq!(parsed.selector, minted.selector);
-/// assert_eq!(parsed.validator_hash, minted.validator_hash);
-/// ```
-pub fn mint_remember_token() -> Minted {
-    crate::remember::token::mint()
-}
-
-#[doc(hidden)] // a hook for tests and benchmarks, not a supported API
-/// `template` (a token a real login issued) under a new selector and validator, and the
-/// `remember_token` cookie value that presents it: another remembered browser of the same
-/// user, to store with [`RememberStore::create`](crate::remember::RememberStore::create).
-pub fn remember_token_like(template: &RememberToken) -> (RememberToken, String) {
-    let minted = mint_remember_token();
-    let token = RememberToken {
-        selector: minted.selector,
-        validator_hash: minted.validator_hash,
-        ..template.clone()
-    };
-    (token, minted.cookie_value)
-}
 
 /// Builds a session cookie for a logged-in user.
 #[derive(Debug, Clone)]

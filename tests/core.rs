@@ -3,13 +3,13 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::{body::Body, http::Request, routing::get, Router};
 use common::{TestApp, Users};
 use http::{header, Method, StatusCode};
 use login_manager::{
-    events::EndReason, AuthEvent, AuthSession, Duration, LoginManager, LoginRequired,
-    SessionProtection,
+    AuthEvent, AuthSession, EndReason, LoginManager, LoginRequired, SessionProtection,
 };
 use tower::ServiceExt;
 use tower_sessions::{MemoryStore, SessionManagerLayer};
@@ -195,7 +195,7 @@ async fn logout_removes_the_auth_record_server_side_and_rotates() {
 
 #[tokio::test]
 async fn idle_timeout_ends_a_quiet_session() {
-    let app = TestApp::with(|m| m.idle_timeout(Duration::seconds(2)));
+    let app = TestApp::with(|m| m.idle_timeout(Duration::from_secs(2)));
     let mut client = app.client();
     client.login("alice").await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -214,8 +214,8 @@ async fn idle_timeout_ends_a_quiet_session() {
 #[tokio::test]
 async fn absolute_timeout_ends_even_an_active_session() {
     let app = TestApp::with(|m| {
-        m.idle_timeout(Duration::seconds(60))
-            .absolute_timeout(Duration::seconds(2))
+        m.idle_timeout(Duration::from_secs(60))
+            .absolute_timeout(Duration::from_secs(2))
     });
     let mut client = app.client();
     client.login("alice").await;
@@ -491,7 +491,7 @@ async fn fresh_guard_sends_stale_logins_to_the_refresh_view() {
 
 #[tokio::test]
 async fn fresh_max_age_expires_freshness() {
-    let app = TestApp::with(|m| m.fresh_max_age(Duration::seconds(1)));
+    let app = TestApp::with(|m| m.fresh_max_age(Duration::from_secs(1)));
     let mut client = app.client();
     client.login("alice").await;
     assert_eq!(client.get("/fresh").await.status, StatusCode::OK);

@@ -10,8 +10,7 @@ use axum::{body::Body, http::Request, routing::get, Router};
 use common::{TestApp, Users};
 use http::{header, StatusCode};
 use login_manager::{
-    remember::MemoryRememberStore, AuthSession, LoginManager, LoginOptions, PasswordHasher,
-    Remember,
+    AuthSession, LoginManager, LoginOptions, MemoryRememberStore, PasswordHasher, Remember,
 };
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
@@ -201,12 +200,12 @@ fn base64_decode(text: &str) -> Vec<u8> {
 }
 
 trait StoreAccess {
-    async fn remember_store_token(&self, selector: &str) -> login_manager::remember::RememberToken;
+    async fn remember_store_token(&self, selector: &str) -> login_manager::RememberToken;
 }
 
 impl StoreAccess for TestApp {
-    async fn remember_store_token(&self, selector: &str) -> login_manager::remember::RememberToken {
-        use login_manager::remember::RememberStore;
+    async fn remember_store_token(&self, selector: &str) -> login_manager::RememberToken {
+        use login_manager::RememberStore;
         self.remember_store.find(selector).await.unwrap().unwrap()
     }
 }

@@ -13,12 +13,12 @@ use axum::{
     http::{Request, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
-    Extension, Router,
+    Router,
 };
 use http_body_util::BodyExt;
 use login_manager::{
     AuthSession, AuthUser, LoginManager, LoginOptions, LoginOutcome, LoginThrottle,
-    MemoryThrottleStore, PasswordHasher, PasswordLogin, PasswordUserLoader, UserLoader,
+    MemoryThrottleStore, PasswordHasher, PasswordUserLoader, UserLoader,
 };
 use tower::ServiceExt;
 use tower_sessions::{MemoryStore, SessionManagerLayer};
@@ -72,12 +72,11 @@ impl PasswordUserLoader for Accounts {
 /// `POST /login/{name}` with the password as the body; answers the outcome's name.
 async fn login(
     mut auth: AuthSession<Accounts>,
-    Extension(passwords): Extension<PasswordLogin>,
     Path(name): Path<String>,
     password: String,
 ) -> Response {
     match auth
-        .login_with_password(&passwords, &name, &password, LoginOptions::new())
+        .login_with_password(&name, &password, LoginOptions::new())
         .await
     {
         Ok(LoginOutcome::LoggedIn) => "logged in".into_response(),
@@ -92,15 +91,8 @@ async fn login(
 }
 
 /// `POST /reauth` with the password as the body.
-async fn reauth(
-    mut auth: AuthSession<Accounts>,
-    Extension(passwords): Extension<PasswordLogin>,
-    password: String,
-) -> Response {
-    match auth
-        .reauthenticate_with_password(&passwords, &password)
-        .await
-    {
+async fn reauth(mut auth: AuthSession<Accounts>, password: String) -> Response {
+    match auth.reauthenticate_with_password(&password).await {
         Ok(LoginOutcome::LoggedIn) => "confirmed".into_response(),
         Ok(LoginOutcome::InvalidCredentials) => {
             (StatusCode::UNAUTHORIZED, "invalid").into_response()
@@ -134,7 +126,6 @@ async fn harness() -> Harness {
         );
     }
     let throttle = LoginThrottle::new(MemoryThrottleStore::new()).max_failures(3);
-    let passwords = PasswordLogin::new(hasher.clone()).throttle(throttle);
     let app = Router::new()
         .route("/login/{name}", post(login))
         .route("/reauth", post(reauth))
@@ -145,8 +136,12 @@ async fn harness() -> Harness {
                     .map_or("anonymous".to_owned(), |u| u.name.clone())
             }),
         )
-        .layer(Extension(passwords))
-        .layer(LoginManager::new(accounts.clone()).into_layer())
+        .layer(
+            LoginManager::new(accounts.clone())
+                .password_hasher(hasher.clone())
+                .login_throttle(throttle)
+                .into_layer(),
+        )
         .layer(SessionManagerLayer::new(MemoryStore::default()));
     Harness {
         app,

@@ -170,7 +170,7 @@ matrix! {
 matrix! {
     /// Invariant 7 (after-effect): a failed restore does not cost the browser its remember-me.
     inv7_remember_me_survives_loader_outage => inv7_remember_me_survives_loader_outage
-        with crate::matrix_support::Options { grace: login_manager::Duration::seconds(1) };
+        with crate::matrix_support::Options { grace: std::time::Duration::from_secs(1) };
     paths [remembered];
     backends [memory, sqlite, postgres, redis];
 }
@@ -185,7 +185,7 @@ matrix! {
 matrix! {
     /// Invariant 3: the remember token of a login on each path, in each remember store.
     inv3_remember_token => inv3_remember_token
-        with crate::matrix_support::Options { grace: login_manager::Duration::ZERO };
+        with crate::matrix_support::Options { grace: std::time::Duration::ZERO };
     paths [anonymous, same_user, another_user, remembered, stale_hash, after_logout, forged];
     backends [memory, sqlite, postgres, redis];
 }
@@ -385,7 +385,7 @@ mod runners {
             URL_SAFE_NO_PAD.encode(selector),
             URL_SAFE_NO_PAD.encode(validator)
         );
-        assert!(login_manager::remember::parse_token(&token).is_some());
+        assert!(login_manager::__private::parse_token(&token).is_some());
         token
     }
 

@@ -7,13 +7,14 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc,
 };
+use std::time::Duration;
 
 use axum::{body::Body, http::Request};
 use common::{Client, TestApp};
 use http::StatusCode;
 use login_manager::{
-    remember::{MemoryRememberStore, RememberStore, RememberToken, Rotation, ValidatorHash},
-    AuthEvent, Duration, Remember, SessionProtection,
+    AuthEvent, MemoryRememberStore, Remember, RememberStore, RememberToken, Rotation,
+    SessionProtection,
 };
 
 async fn remembered_client(app: &TestApp) -> Client {
@@ -125,7 +126,7 @@ async fn remember_parallel_restores_within_grace_both_succeed() {
         m.remember(
             Remember::new(MemoryRememberStore::new())
                 .secure(false)
-                .grace_period(Duration::seconds(10)),
+                .grace_period(Duration::from_secs(10)),
         )
     });
     let mut tab = app.client();
@@ -151,7 +152,7 @@ async fn remember_expiry_is_enforced_server_side() {
         m.remember(
             Remember::new(MemoryRememberStore::new())
                 .secure(false)
-                .duration(Duration::seconds(1)),
+                .duration(Duration::from_secs(1)),
         )
     });
     let mut client = app.client();
@@ -284,10 +285,10 @@ async fn remember_cap_forgets_expired_tokens_before_live_ones() {
     for (selector, last_used_at, expires_at) in [
         (
             "live-old",
-            now - Duration::days(20),
-            now + Duration::days(10),
+            now - Duration::from_secs(20 * 24 * 60 * 60),
+            now + Duration::from_secs(10 * 24 * 60 * 60),
         ),
-        ("expired-recent", now, now - Duration::seconds(1)),
+        ("expired-recent", now, now - Duration::from_secs(1)),
     ] {
         store
             .create(RememberToken {
@@ -371,7 +372,7 @@ struct FlakyStore {
 }
 
 impl FlakyStore {
-    fn check(&self) -> login_manager::Result<()> {
+    fn check(&self) -> Result<(), login_manager::Error> {
         if self.down.load(Ordering::SeqCst) {
             Err(login_manager::Error::Store("remember store is down".into()))
         } else {
@@ -382,36 +383,39 @@ impl FlakyStore {
 
 #[async_trait]
 impl RememberStore for FlakyStore {
-    async fn create(&self, token: RememberToken) -> login_manager::Result<()> {
+    async fn create(&self, token: RememberToken) -> Result<(), login_manager::Error> {
         self.check()?;
         self.inner.create(token).await
     }
-    async fn find(&self, selector: &str) -> login_manager::Result<Option<RememberToken>> {
+    async fn find(&self, selector: &str) -> Result<Option<RememberToken>, login_manager::Error> {
         self.check()?;
         self.inner.find(selector).await
     }
     async fn rotate(
         &self,
         selector: &str,
-        expected: &ValidatorHash,
+        expected: &[u8; 32],
         rotation: Rotation,
-    ) -> login_manager::Result<bool> {
+    ) -> Result<bool, login_manager::Error> {
         self.check()?;
         self.inner.rotate(selector, expected, rotation).await
     }
-    async fn delete(&self, selector: &str) -> login_manager::Result<()> {
+    async fn delete(&self, selector: &str) -> Result<(), login_manager::Error> {
         self.check()?;
         self.inner.delete(selector).await
     }
-    async fn delete_for_user(&self, user_id: &str) -> login_manager::Result<u64> {
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, login_manager::Error> {
         self.check()?;
         self.inner.delete_for_user(user_id).await
     }
-    async fn list_for_user(&self, user_id: &str) -> login_manager::Result<Vec<RememberToken>> {
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<RememberToken>, login_manager::Error> {
         self.check()?;
         self.inner.list_for_user(user_id).await
     }
-    async fn delete_expired(&self) -> login_manager::Result<u64> {
+    async fn delete_expired(&self) -> Result<u64, login_manager::Error> {
         self.check()?;
         self.inner.delete_expired().await
     }
@@ -447,8 +451,8 @@ async fn remember_store_cleanup_removes_expired_tokens() {
     let store = MemoryRememberStore::new();
     let now = time::OffsetDateTime::now_utc();
     for (i, expires) in [
-        (0, now - Duration::seconds(1)),
-        (1, now + Duration::days(1)),
+        (0, now - Duration::from_secs(1)),
+        (1, now + Duration::from_secs(24 * 60 * 60)),
     ] {
         store
             .create(RememberToken {

@@ -25,8 +25,8 @@ use axum::Router;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
-use login_manager::remember::{RememberStore, RememberToken, Rotation};
 use login_manager::{Error, LoginManager, LoginThrottle, Remember, ThrottleStore};
+use login_manager::{RememberStore, RememberToken, Rotation};
 use rand::RngCore;
 use time::OffsetDateTime;
 use tower::ServiceExt;
@@ -57,7 +57,7 @@ fn sample_token() -> RememberToken {
 /// Runs a call; how long it took and its error, if any. A call still running at
 /// `LIMIT + SLACK` is abandoned and reported as taking that long, without an error.
 async fn timed<T>(
-    call: impl Future<Output = login_manager::Result<T>>,
+    call: impl Future<Output = Result<T, login_manager::Error>>,
 ) -> (Duration, Option<Error>) {
     let started = Instant::now();
     match tokio::time::timeout(LIMIT + SLACK, call).await {
@@ -405,7 +405,7 @@ mod net {
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
-    use login_manager::stores::sqlite::{SqliteRememberStore, SqliteThrottleStore};
+    use login_manager::stores::{SqliteRememberStore, SqliteThrottleStore};
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
     #[tokio::test]
@@ -433,7 +433,7 @@ mod postgres {
 
     use super::net::{closed_port, outage_and_recovery, silent_server, Proxy};
     use super::*;
-    use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
+    use login_manager::stores::{PostgresRememberStore, PostgresThrottleStore};
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
     fn lazy_pool(addr: SocketAddr, acquire_timeout: Duration) -> sqlx::PgPool {
@@ -522,7 +522,7 @@ mod redis {
     use super::net::{closed_port, outage_and_recovery, silent_server, Proxy};
     use super::*;
     use fred::prelude::*;
-    use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
+    use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
 
     /// A pool for `addr` that is connecting (or failing to) in the background, as an app's
     /// pool is when Redis goes away; with fred's own `command_timeout`, if any.

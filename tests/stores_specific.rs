@@ -9,25 +9,25 @@ mod sql {
     use std::future::Future;
     use std::time::Duration;
 
-    use login_manager::remember::{RememberStore, RememberToken};
     use login_manager::ThrottleStore;
+    use login_manager::{RememberStore, RememberToken};
     use time::OffsetDateTime;
 
     /// The SQL stores' own calls, beyond the store traits: one trait so that each case below
     /// is written once for SQLite and Postgres.
     pub trait SqlStore: Clone + Send + Sync + 'static {
-        fn migrate(&self) -> impl Future<Output = login_manager::Result<()>> + Send;
-        fn delete_expired(&self) -> impl Future<Output = login_manager::Result<u64>> + Send;
+        fn migrate(&self) -> impl Future<Output = Result<(), login_manager::Error>> + Send;
+        fn delete_expired(&self) -> impl Future<Output = Result<u64, login_manager::Error>> + Send;
         fn continuously_delete_expired(self, period: Duration) -> impl Future<Output = ()> + Send;
     }
 
     macro_rules! sql_store {
         ($($store:ty),+) => {$(
             impl SqlStore for $store {
-                fn migrate(&self) -> impl Future<Output = login_manager::Result<()>> + Send {
+                fn migrate(&self) -> impl Future<Output = Result<(), login_manager::Error>> + Send {
                     <$store>::migrate(self)
                 }
-                fn delete_expired(&self) -> impl Future<Output = login_manager::Result<u64>> + Send {
+                fn delete_expired(&self) -> impl Future<Output = Result<u64, login_manager::Error>> + Send {
                     <$store>::delete_expired(self)
                 }
                 fn continuously_delete_expired(self, period: Duration) -> impl Future<Output = ()> + Send {
@@ -39,13 +39,13 @@ mod sql {
 
     #[cfg(feature = "sqlite")]
     sql_store!(
-        login_manager::stores::sqlite::SqliteRememberStore,
-        login_manager::stores::sqlite::SqliteThrottleStore
+        login_manager::stores::SqliteRememberStore,
+        login_manager::stores::SqliteThrottleStore
     );
     #[cfg(feature = "postgres")]
     sql_store!(
-        login_manager::stores::postgres::PostgresRememberStore,
-        login_manager::stores::postgres::PostgresThrottleStore
+        login_manager::stores::PostgresRememberStore,
+        login_manager::stores::PostgresThrottleStore
     );
 
     fn token(selector: &str, expires_in: time::Duration) -> RememberToken {
@@ -138,7 +138,7 @@ mod sql {
 
     #[cfg(feature = "sqlite")]
     mod sqlite {
-        use login_manager::stores::sqlite::{SqliteRememberStore, SqliteThrottleStore};
+        use login_manager::stores::{SqliteRememberStore, SqliteThrottleStore};
         use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
         async fn stores() -> (SqliteRememberStore, SqliteThrottleStore, tempfile::TempDir) {
@@ -171,7 +171,7 @@ mod sql {
     mod postgres {
         use std::future::Future;
 
-        use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
+        use login_manager::stores::{PostgresRememberStore, PostgresThrottleStore};
 
         use crate::store_support::{backends::postgres_pool, unique};
 
@@ -273,9 +273,9 @@ mod redis {
 
     use fred::prelude::*;
     use fred::util::redis_keyslot;
-    use login_manager::remember::{RememberStore, RememberToken, Rotation};
-    use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
+    use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
     use login_manager::ThrottleStore;
+    use login_manager::{RememberStore, RememberToken, Rotation};
     use time::OffsetDateTime;
 
     use crate::store_support::backends::{delete_keys, redis_pool};

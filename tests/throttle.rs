@@ -1,5 +1,6 @@
 //! Behaviour of `LoginThrottle` and `MemoryThrottleStore` through the public API.
 
+type Result<T, E = login_manager::Error> = std::result::Result<T, E>;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,8 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::extract::ConnectInfo;
 use http::StatusCode;
-use login_manager::throttle::{client_addr, ThrottleEntry};
-use login_manager::{Error, LoginThrottle, MemoryThrottleStore, Result, ThrottleStore};
+use login_manager::__private::client_addr;
+use login_manager::ThrottleEntry;
+use login_manager::{Error, LoginThrottle, MemoryThrottleStore, ThrottleStore};
 use rand::distributions::{Alphanumeric, DistString};
 
 const WINDOW: Duration = Duration::from_secs(15 * 60);

@@ -3,7 +3,7 @@
 #
 #   benches/load/run.sh
 #
-# 1. criterion micro-benchmarks of the library (`cargo bench --features testing --bench micro`),
+# 1. criterion micro-benchmarks of the library (`cargo bench --features __private --bench micro`),
 #    pinned to the server core;
 # 2. the load benchmark: login-manager vs axum-login 0.18 vs bare tower-sessions (the floor),
 #    servers pinned to core $BENCH_SERVER_CPU (1), wrk to core $BENCH_CLIENT_CPU (0), on
@@ -32,7 +32,7 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 echo "== building (release)" >&2
-(cd "$root" && cargo bench --features testing --bench micro --no-run)
+(cd "$root" && cargo bench --features __private --bench micro --no-run)
 CARGO_TARGET_DIR="$root/target/load" cargo build --release --manifest-path "$here/Cargo.toml"
 driver="$root/target/load/release/loadbench"
 
@@ -44,7 +44,7 @@ if [ -z "${BENCH_SKIP_MICRO:-}" ]; then
   # Wait for a quiet machine before the micro-benchmarks too (the driver checks again).
   BENCH_ROUNDS=0 "$driver" --wait-only
   echo "== criterion micro-benchmarks (pinned to core $server_cpu)" >&2
-  (cd "$root" && taskset -c "$server_cpu" cargo bench --features testing --bench micro)
+  (cd "$root" && taskset -c "$server_cpu" cargo bench --features __private --bench micro)
 fi
 
 echo "== load benchmark" >&2

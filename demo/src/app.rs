@@ -11,9 +11,8 @@ use axum::{
 };
 use http::StatusCode;
 use login_manager::{
-    guard::{Client, Reason, Rejection},
-    permission_required, AuthSession, CrossOriginProtection, LoginManager, LoginThrottle,
-    LoginView, PasswordHasher, PasswordLogin, Remember,
+    permission_required, AuthSession, Client, CrossOriginProtection, LoginManager, LoginThrottle,
+    LoginView, PasswordHasher, Reason, Rejection, Remember,
 };
 use login_manager_sessions::SessionLayer;
 
@@ -32,9 +31,9 @@ pub type Auth = AuthSession<Users>;
 #[derive(Clone)]
 pub struct AppState {
     pub users: Users,
-    /// Password checks for `POST /login`, `/reauth` and `/settings/password` (hasher and
-    /// throttle): a stolen remember-me cookie must not buy unlimited guesses either.
-    pub login: PasswordLogin,
+    /// Hashes new passwords (sign-up, password change): a clone of the login manager's, so
+    /// both share one bound on concurrent argon2 runs.
+    pub hasher: PasswordHasher,
 }
 
 impl AppState {
@@ -43,7 +42,7 @@ impl AppState {
     }
 
     pub fn hasher(&self) -> &PasswordHasher {
-        self.login.hasher()
+        &self.hasher
     }
 }
 
@@ -64,7 +63,7 @@ pub fn build(
         .secure(config.secure_cookies);
     let state = AppState {
         users: users.clone(),
-        login: PasswordLogin::new(hasher).throttle(throttle),
+        hasher: hasher.clone(),
     };
 
     let remember = Remember::new(stores.remember)
@@ -73,7 +72,12 @@ pub fn build(
         .grace_period(config.remember_grace);
     stores::spawn_cleanup(stores.sessions.clone(), remember.store().clone());
 
+    // The hasher and throttle of `login_with_password` and `reauthenticate_with_password`
+    // (`POST /login`, `/reauth`, `/settings/password`): a stolen remember-me cookie must not
+    // buy unlimited guesses either.
     let manager = LoginManager::new(users)
+        .password_hasher(hasher)
+        .login_throttle(throttle)
         .login_view("/login")
         .refresh_view("/reauth")
         .remember(remember)

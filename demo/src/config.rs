@@ -2,10 +2,10 @@
 //! `cargo run -p demo` works with none set; a value that does not parse stops the
 //! demo with a message naming the variable, rather than silently using the default.
 
+use std::time::Duration;
 use std::{env, fmt::Display, path::PathBuf, str::FromStr};
 
 use base64::{engine::general_purpose, Engine};
-use login_manager::Duration;
 
 /// `SESSION_STORE`: where sessions live (Flask-Session's `SESSION_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ impl Config {
             .transpose()?;
         let session_lifetime = match parse("DEMO_SESSION_LIFETIME_SECS", 0u32)? {
             0 => None,
-            secs => Some(Duration::seconds(secs.into())),
+            secs => Some(Duration::from_secs(secs.into())),
         };
         Ok(Self {
             addr: env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned()),
@@ -114,10 +114,12 @@ impl Config {
             session_key,
             session_lifetime,
             secure_cookies: parse_bool("DEMO_SECURE_COOKIES", false)?,
-            idle_timeout: Duration::seconds(parse("DEMO_IDLE_TIMEOUT_SECS", 1800)?),
-            absolute_timeout: Duration::seconds(parse("DEMO_ABSOLUTE_TIMEOUT_SECS", 43_200)?),
-            remember_duration: Duration::days(parse("DEMO_REMEMBER_DAYS", 30)?),
-            remember_grace: Duration::seconds(parse("DEMO_REMEMBER_GRACE_SECS", 10)?),
+            idle_timeout: Duration::from_secs(parse("DEMO_IDLE_TIMEOUT_SECS", 1800)?),
+            absolute_timeout: Duration::from_secs(parse("DEMO_ABSOLUTE_TIMEOUT_SECS", 43_200)?),
+            remember_duration: Duration::from_secs(
+                parse::<u64>("DEMO_REMEMBER_DAYS", 30)? * 24 * 60 * 60,
+            ),
+            remember_grace: Duration::from_secs(parse("DEMO_REMEMBER_GRACE_SECS", 10)?),
             throttle_max_failures,
             throttle_max_address_failures,
         })

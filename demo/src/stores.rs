@@ -18,13 +18,9 @@ use fred::{
     prelude::{ClientLike, Config as RedisConfig, ReconnectPolicy},
 };
 use login_manager::{
-    remember::RememberStore,
-    stores::{
-        postgres::{PostgresRememberStore, PostgresThrottleStore},
-        redis::{RedisRememberStore, RedisThrottleStore},
-        sqlite::{SqliteRememberStore, SqliteThrottleStore},
-    },
-    CookieOptions, ThrottleStore,
+    stores::PostgresRememberStore, stores::PostgresThrottleStore, stores::RedisRememberStore,
+    stores::RedisThrottleStore, stores::SqliteRememberStore, stores::SqliteThrottleStore,
+    CookieOptions, RememberStore, ThrottleStore,
 };
 use login_manager_sessions::{Key, SessionBackend, SessionConfig};
 

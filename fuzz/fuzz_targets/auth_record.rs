@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    login_manager::fuzzing::decode_auth_record(data);
+    login_manager::__private::decode_auth_record(data);
 });

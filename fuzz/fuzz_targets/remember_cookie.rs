@@ -6,7 +6,7 @@
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use libfuzzer_sys::fuzz_target;
-use login_manager::remember::parse_token;
+use login_manager::__private::parse_token;
 use sha2::{Digest, Sha256};
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use login_manager::redirect::{login_url, next_from_query, MAX_DECODE_ROUNDS, MAX_NEXT_LEN};
+use login_manager::__private::{next_from_query, MAX_DECODE_ROUNDS, MAX_NEXT_LEN};
+use login_manager::login_url;
 use login_manager::safe_next;
 use url::Url;
 

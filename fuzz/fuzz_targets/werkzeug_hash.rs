@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use login_manager::fuzzing::{parse_werkzeug_hash, WerkzeugCost};
+use login_manager::__private::{parse_werkzeug_hash, WerkzeugCost};
 
 /// The limits of `src/password.rs`, restated so that a change there is a deliberate one.
 const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;

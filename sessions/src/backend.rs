@@ -6,7 +6,7 @@ use std::fmt;
 use tower_sessions::ExpiredDeletion;
 use tower_sessions::{session_store, MemoryStore, SessionManagerLayer, SessionStore};
 
-use login_manager::{Error, Result};
+use crate::{Error, Result};
 
 #[cfg(feature = "postgres")]
 use crate::connect::connect;

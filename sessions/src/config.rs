@@ -5,7 +5,9 @@ use std::fmt;
 use tower_cookies::cookie::SameSite;
 use tower_sessions::Expiry;
 
-use login_manager::{CookieOptions, Duration};
+use std::time::Duration;
+
+use login_manager::CookieOptions;
 
 #[cfg(feature = "cookie")]
 use crate::Key;
@@ -118,7 +120,9 @@ impl SessionConfig {
 
     pub(crate) fn expiry(&self) -> Expiry {
         match self.lifetime {
-            Some(lifetime) => Expiry::OnInactivity(lifetime),
+            Some(lifetime) => Expiry::OnInactivity(
+                time::Duration::try_from(lifetime).unwrap_or(time::Duration::MAX),
+            ),
             None => Expiry::OnSessionEnd,
         }
     }

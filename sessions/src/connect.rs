@@ -10,8 +10,7 @@ use std::future::Future;
     feature = "redis",
     feature = "file"
 ))]
-use login_manager::Result;
-use login_manager::{BoxError, Error};
+use crate::{BoxError, Error, Result};
 
 /// How long [`SessionBackend::from_url`](crate::SessionBackend::from_url) waits for a database
 /// or Redis server.

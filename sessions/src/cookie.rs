@@ -9,7 +9,7 @@ use http::{Request, Response};
 use tower_service::Service;
 use tower_sessions::Expiry;
 
-use login_manager::{Error, Result};
+use crate::{Error, Result};
 
 use crate::layer::{BoxFuture, LayerKind};
 use crate::{Key, SessionConfig, SessionLayer};

@@ -19,7 +19,7 @@
 //! [`SessionBackend::custom`].
 //!
 //! ```no_run
-//! # async fn run() -> login_manager::Result<()> {
+//! # async fn run() -> Result<(), login_manager::Error> {
 //! use login_manager_sessions::{SessionBackend, SessionConfig};
 //! use login_manager::CookieOptions;
 //!
@@ -70,6 +70,11 @@ mod connect;
 mod cookie;
 mod dyn_store;
 mod layer;
+
+use login_manager::Error;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub use backend::SessionBackend;
 pub use config::{SessionConfig, DEFAULT_COOKIE_NAME};

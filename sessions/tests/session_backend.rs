@@ -9,10 +9,11 @@ mod store_support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::TestApp;
 use http::StatusCode;
-use login_manager::{CookieOptions, Duration, Error};
+use login_manager::{CookieOptions, Error};
 use login_manager_sessions::{CookieProtection, DynStore, Key, SessionBackend, SessionConfig};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
@@ -30,7 +31,7 @@ fn cookie_config() -> SessionConfig {
 }
 
 #[track_caller]
-fn config_error<T: std::fmt::Debug>(result: login_manager::Result<T>) -> String {
+fn config_error<T: std::fmt::Debug>(result: Result<T, login_manager::Error>) -> String {
     match result {
         Err(Error::Config(message)) => message,
         other => panic!("expected a configuration error, got {other:?}"),
@@ -225,7 +226,7 @@ async fn permanent_sessions_and_cookie_settings() {
                     .path("/app")
                     .domain("example.test"),
             )
-            .permanent(Duration::hours(1));
+            .permanent(Duration::from_secs(60 * 60));
         let cookie = login_cookie(settings, backend).await;
         assert_ne!(cookie.secure(), Some(true), "{backend}");
         assert_eq!(cookie.same_site(), Some(cookie::SameSite::Strict));
@@ -233,7 +234,7 @@ async fn permanent_sessions_and_cookie_settings() {
         assert_eq!(cookie.domain(), Some("example.test"));
         let max_age = cookie.max_age().expect("a permanent cookie has a Max-Age");
         assert!(
-            max_age > Duration::minutes(59) && max_age <= Duration::hours(1),
+            max_age > time::Duration::minutes(59) && max_age <= time::Duration::hours(1),
             "{cookie}"
         );
 
@@ -365,7 +366,12 @@ async fn round_trip_redis() {
     assert!(backend.is_shared());
     // Session keys are bare ids, not under a test prefix: a short lifetime removes what
     // this test leaves.
-    round_trip(backend, config().permanent(Duration::minutes(2)), true).await;
+    round_trip(
+        backend,
+        config().permanent(Duration::from_secs(2 * 60)),
+        true,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -29,6 +29,7 @@ use crate::{
     client::RequestFacts,
     config::Settings,
     events::{AuthEvent, EndReason},
+    login::PasswordLogin,
     record::{digest_matches, now, AuthRecord, AuthState, Source, AUTH_KEY},
     rejection::Reason,
     remember::{display_user_key, Remember, Restore},
@@ -41,6 +42,7 @@ pub(crate) struct Core<L> {
     pub loader: L,
     pub settings: Settings,
     pub remember: Option<Remember>,
+    pub passwords: PasswordLogin,
 }
 
 /// The per-request context.

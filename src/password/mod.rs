@@ -1,49 +1,5 @@
-//! Password hashing and verification: argon2id, off the async executor, bounded.
-//!
-//! [`PasswordHasher`] exists so that the safe way to check a password is also the easy way:
-//!
-//! - **No executor stalls.** An argon2id computation with the default parameters takes tens of
-//!   milliseconds of CPU. Run inline in a handler it would block a Tokio worker thread and every
-//!   request queued behind it; here it always runs on [`tokio::task::spawn_blocking`].
-//! - **Bounded memory.** Each computation allocates its full memory cost (about 19 MiB by
-//!   default). A [`Semaphore`] caps how many run at once ([`PasswordHasher::max_concurrent`]), so
-//!   a burst of logins queues instead of exhausting memory. The permit is held by the blocking
-//!   task itself, so a caller that gives up (a dropped request) cannot free a slot while its
-//!   computation is still running.
-//! - **Bounded input.** argon2 accepts passwords of up to 4 GiB, and axum's default body limit is
-//!   2 MB. Passwords longer than [`PasswordHasher::max_password_len`] are never hashed:
-//!   [`PasswordHasher::hash`] refuses a new one with [`Error::PasswordTooLong`], and
-//!   verification answers an over-long one as an invalid [`Verified`] — the one answer every
-//!   wrong password gets, never an `Err` that an app's `?` would turn into a status of its own
-//!   (DESIGN.md invariant 10).
-//! - **Enumeration resistance.** [`PasswordHasher::verify_user`] takes the stored hash as an
-//!   `Option`: for an unknown user it performs the same argon2id computation against a dummy,
-//!   so the response time and the answer are the same as for a wrong password.
-//!   An unusable stored hash (malformed, unsupported, absurd parameters) costs the same too.
-//! - **Rehash on login.** [`Verified::needs_rehash`] says when a correct password was stored
-//!   under another algorithm or other parameters than the configured ones: hash it again and
-//!   store the new hash while the plaintext is at hand. Raising the parameters later thus
-//!   upgrades every active account without a forced reset.
-//! - **Flask migration.** With the `werkzeug` feature, [`PasswordHasher::verify`] also accepts
-//!   the hashes of Werkzeug's `generate_password_hash` (`pbkdf2:…` and `scrypt:…`), the ones a
-//!   Flask-Login app usually stores. They always report `needs_rehash`, so users move to argon2id
-//!   as they log in.
-//!
-//! Hashes are stored as [PHC strings](https://github.com/P-H-C/phc-string-format), e.g.
-//! `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
-//!
-//! ```
-//! use login_manager::PasswordHasher;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> login_manager::Result<()> {
-//! let hasher = PasswordHasher::new();
-//! let phc = hasher.hash("correct horse battery staple").await?;
-//! assert!(hasher.verify("correct horse battery staple", &phc).await?.valid);
-//! assert!(!hasher.verify("Tr0ub4dor&3", &phc).await?.valid);
-//! # Ok(())
-//! # }
-//! ```
+//! Password hashing and verification: argon2id, off the async executor, bounded. Documented on
+//! [`PasswordHasher`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -112,10 +68,59 @@ impl Verified {
 
 /// Hashes and verifies passwords with argon2id, on blocking threads, a bounded number at a time.
 ///
+/// `PasswordHasher` exists so that the safe way to check a password is also the easy way:
+///
+/// - **No executor stalls.** An argon2id computation with the default parameters takes tens of
+///   milliseconds of CPU. Run inline in a handler it would block a Tokio worker thread and every
+///   request queued behind it; here it always runs on [`tokio::task::spawn_blocking`].
+/// - **Bounded memory.** Each computation allocates its full memory cost (about 19 MiB by
+///   default). A [`Semaphore`] caps how many run at once
+///   ([`max_concurrent`](Self::max_concurrent)), so a burst of logins queues instead of
+///   exhausting memory. The permit is held by the blocking task itself, so a caller that gives
+///   up (a dropped request) cannot free a slot while its computation is still running.
+/// - **Bounded input.** argon2 accepts passwords of up to 4 GiB, and axum's default body limit
+///   is 2 MB. Passwords longer than [`max_password_len`](Self::max_password_len) are never
+///   hashed: [`hash`](Self::hash) refuses a new one with [`Error::PasswordTooLong`], and
+///   verification answers an over-long one as an invalid [`Verified`] — the one answer every
+///   wrong password gets, never an `Err` that an app's `?` would turn into a status of its own
+///   (DESIGN.md invariant 10).
+/// - **Enumeration resistance.** [`verify_user`](Self::verify_user) takes the stored hash as an
+///   `Option`: for an unknown user it performs the same argon2id computation against a dummy,
+///   so the response time and the answer are the same as for a wrong password. An unusable
+///   stored hash (malformed, unsupported, absurd parameters) costs the same too.
+/// - **Rehash on login.** [`Verified::needs_rehash`] says when a correct password was stored
+///   under another algorithm or other parameters than the configured ones: hash it again and
+///   store the new hash while the plaintext is at hand. Raising the parameters later thus
+///   upgrades every active account without a forced reset.
+/// - **Flask migration.** With the `werkzeug` feature, [`verify`](Self::verify) also accepts
+///   the hashes of Werkzeug's `generate_password_hash` (`pbkdf2:…` and `scrypt:…`), the ones a
+///   Flask-Login app usually stores. They always report `needs_rehash`, so users move to
+///   argon2id as they log in.
+///
+/// Hashes are stored as [PHC strings](https://github.com/P-H-C/phc-string-format), e.g.
+/// `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`.
+///
 /// Cloning is cheap and clones share the same permits and counters: build one hasher at start-up
 /// and put it in the application state. Its methods must be called from within a Tokio runtime.
 ///
 /// Each builder method returns a new hasher with its own permits and counters.
+///
+/// # Examples
+///
+/// ```
+/// use login_manager::PasswordHasher;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> login_manager::Result<()> {
+/// let hasher = PasswordHasher::new();
+/// let phc = hasher.hash("correct horse battery staple").await?;
+/// assert!(hasher.verify("correct horse battery staple", &phc).await?.valid);
+/// assert!(!hasher.verify("Tr0ub4dor&3", &phc).await?.valid);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With other parameters and limits:
 ///
 /// ```
 /// use login_manager::PasswordHasher;
@@ -150,8 +155,12 @@ struct Inner {
     config: Config,
     /// In an `Arc` of its own so that an owned permit can move into the blocking task.
     semaphore: Arc<Semaphore>,
+    // Counted always (two relaxed atomics next to an argon2 run); read only by the
+    // `__private` hooks.
+    #[cfg_attr(not(feature = "__private"), allow(dead_code))]
     computations: AtomicU64,
     running: AtomicUsize,
+    #[cfg_attr(not(feature = "__private"), allow(dead_code))]
     peak: AtomicUsize,
     /// Salt of the dummy verification; any value gives the same cost.
     dummy_salt: [u8; 16],
@@ -354,41 +363,21 @@ impl PasswordHasher {
         }
     }
 
-    #[doc(hidden)] // a hook for tests and benchmarks, not a supported API
     /// How many hash computations this hasher (and its clones) has run: hashes, verifications,
-    /// and the dummy verifications for unknown users and unusable stored hashes.
-    ///
-    /// Every [`hash`](Self::hash), [`verify`](Self::verify) or
-    /// [`verify_user`](Self::verify_user) that does not fail early adds exactly one, which lets
-    /// tests check the enumeration resistance by counting rather than timing.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> login_manager::Result<()> {
-    /// let hasher = login_manager::PasswordHasher::new();
-    /// hasher.verify_user("hunter2", None).await?;
-    /// assert_eq!(hasher.hash_count(), 1);
-    /// # Ok(())
-    /// # }
-    /// ```
+    /// and the dummy verifications for unknown users and unusable stored hashes. Every
+    /// [`hash`](Self::hash), [`verify`](Self::verify) or [`verify_user`](Self::verify_user)
+    /// that does not fail early adds exactly one, which lets tests check the enumeration
+    /// resistance by counting rather than timing.
+    #[cfg(feature = "__private")]
+    #[doc(hidden)] // a hook for this repository's tests and benchmarks
     pub fn hash_count(&self) -> u64 {
         self.inner.computations.load(Ordering::Relaxed)
     }
 
-    #[doc(hidden)] // a hook for tests and benchmarks, not a supported API
     /// The largest number of hash computations seen running at the same time, which never
-    /// exceeds [`max_concurrent`](Self::max_concurrent). Useful in tests and as a metric of
-    /// login pressure.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> login_manager::Result<()> {
-    /// let hasher = login_manager::PasswordHasher::new().max_concurrent(2);
-    /// hasher.hash("hunter2").await?;
-    /// assert_eq!(hasher.peak_concurrency(), 1);
-    /// # Ok(())
-    /// # }
-    /// ```
+    /// exceeds [`max_concurrent`](Self::max_concurrent).
+    #[cfg(feature = "__private")]
+    #[doc(hidden)] // a hook for this repository's tests and benchmarks
     pub fn peak_concurrency(&self) -> usize {
         self.inner.peak.load(Ordering::SeqCst)
     }

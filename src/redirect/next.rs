@@ -1,4 +1,4 @@
-//! The `next` validator and login-URL builder; documented in [`crate::redirect`].
+//! The `next` validator and login-URL builder; the rules are documented on [`safe_next`].
 
 use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -38,11 +38,51 @@ const NEXT_PARAM: &AsciiSet = &NON_ALPHANUMERIC
 /// have already refused controls and whitespace), so visible ASCII is returned unchanged.
 const NON_ASCII: &AsciiSet = percent_encoding::CONTROLS;
 
-/// Validates a `next` candidate: `Some` only for a same-origin relative path.
+/// Validates a `next` candidate, the return address after a login: `Some` only for a
+/// same-origin relative path.
 ///
-/// See the [module documentation](crate::redirect) for the exact rules. The result is the candidate
-/// itself when it is visible ASCII, otherwise the candidate with its non-ASCII characters
-/// percent-encoded; it is always a valid header value.
+/// A login page that redirects to a `next` taken from the query string or a form field is an
+/// open redirect unless `next` is checked: `/login?next=//evil.example` would send a freshly
+/// logged-in user to a phishing copy of the site (OWASP, *Unvalidated Redirects and Forwards
+/// Cheat Sheet*; CWE-601). Blocklists of "bad hosts" do not work, because browsers accept many
+/// spellings of an absolute URL: `//host`, `/\host`, `\\host`, `https:host`, `http:/\host`,
+/// tabs and newlines inside the scheme (`java%0Ascript:`), and so on. So this function accepts
+/// exactly one shape, a *same-origin relative path*, and refuses everything else.
+///
+/// # Rules
+///
+/// A candidate is accepted only when all of these hold:
+///
+/// - it is not empty and at most 2048 bytes long, before and after the encoding below (longer
+///   values are refused rather than truncated: a cut path is a different path);
+/// - it starts with exactly one `/`: the second character is neither `/` nor `\`, so the
+///   browser cannot read it as a scheme-relative URL (`//host`); and since the first character
+///   is `/`, it cannot carry a scheme (`https:`, `javascript:`) either;
+/// - it contains no backslash anywhere (browsers treat `\` as `/` in http(s) URLs);
+/// - it contains no control character (C0, DEL, C1) and no whitespace at all, raw;
+/// - it contains none of the Unicode slash look-alikes (`／`, `＼`, `﹨`, `∕`, `⁄`, `⧸`, `⧹`),
+///   which NFKC-normalising back ends turn into `/` or `\`;
+/// - no `.` or `..` path segment, because removing dot segments can turn `/a/..//host` into
+///   `//host` in whatever normalises the path next;
+/// - the same checks hold after each round of percent-decoding (up to 4 rounds, until the
+///   value is stable), so that `/%2F/evil.example`, `/%252F%252Fevil`, `/%5Cevil` and
+///   `/%09/evil` are refused even if some proxy or framework decodes the value again. A value
+///   that still changes after four rounds is refused: no real path is encoded four times over,
+///   but an attack that hopes some layer decodes "one more time" is. One exception: a
+///   percent-encoded space (`%20`) is fine, since it cannot change how a URL is parsed; raw
+///   whitespace is never accepted.
+///
+/// The result is the candidate itself when it is visible ASCII, otherwise the candidate with
+/// its non-ASCII characters percent-encoded (`/café` → `/caf%C3%A9`): it is always a valid
+/// [`http::HeaderValue`] and can never inject a header line into a `Location` (axum's
+/// `Redirect::to` panics on an invalid header value).
+///
+/// [`AuthSession::next_or`](crate::AuthSession::next_or) applies these rules to the `next`
+/// parameter of the query string, read form-urlencoded (`+` is a space, `%XX` an escaped byte)
+/// as browsers submit forms and as [`login_url`] writes it. Only the first `next` parameter
+/// counts: if it is refused, the default is used even when a later one would pass, so that
+/// duplicated parameters cannot be used to confuse this check and another reader. A `next`
+/// posted in a form field is the app's to check with this function.
 ///
 /// # Examples
 ///
@@ -90,25 +130,6 @@ pub fn safe_next(candidate: &str) -> Option<String> {
     (encoded.len() <= MAX_NEXT_LEN).then_some(encoded)
 }
 
-/// Like [`safe_next`], falling back to `default` when the candidate is missing or refused.
-///
-/// `default` is the application's own value and is returned as given, unchecked.
-///
-/// # Examples
-///
-/// ```
-/// use login_manager::redirect::safe_next_or;
-///
-/// assert_eq!(safe_next_or(Some("/settings"), "/"), "/settings");
-/// assert_eq!(safe_next_or(Some("//evil.example"), "/"), "/");
-/// assert_eq!(safe_next_or(None, "/home"), "/home");
-/// ```
-pub fn safe_next_or(candidate: Option<&str>, default: &str) -> String {
-    candidate
-        .and_then(safe_next)
-        .unwrap_or_else(|| default.to_owned())
-}
-
 /// Builds the URL of the login view carrying the return address: `login_view?next=<next>`.
 ///
 /// `next` is the path and query of the page the user asked for (never a full URL: build it
@@ -116,10 +137,15 @@ pub fn safe_next_or(candidate: Option<&str>, default: &str) -> String {
 /// `%2F` and a query inside it stays one parameter. If `login_view` already has a query, `next`
 /// is appended with `&`. With `next` `None` the login view is returned alone.
 ///
+/// This is how the guards send an anonymous visitor to the login view. The login handler reads
+/// the value back with [`AuthSession::next_or`](crate::AuthSession::next_or), which validates
+/// it with [`safe_next`]: a `next` that someone else wrote into a login link cannot lead to
+/// another site.
+///
 /// # Examples
 ///
 /// ```
-/// use login_manager::redirect::login_url;
+/// use login_manager::login_url;
 ///
 /// assert_eq!(login_url("/login", Some("/dashboard")), "/login?next=%2Fdashboard");
 /// assert_eq!(login_url("/login", Some("/a?b=1&c=2")), "/login?next=%2Fa%3Fb%3D1%26c%3D2");
@@ -149,18 +175,8 @@ pub fn login_url(login_view: &str, next: Option<&str>) -> String {
 /// The query is form-urlencoded (`+` is a space, `%XX` an escaped byte), the way browsers
 /// submit forms and the way [`login_url`] writes it. Only the first `next` parameter is
 /// considered: if it is refused, the result is `None` even if a later one would pass, so that
-/// duplicated parameters cannot be used to confuse this check and another reader.
-///
-/// # Examples
-///
-/// ```
-/// use login_manager::redirect::next_from_query;
-///
-/// assert_eq!(next_from_query(Some("next=%2Fdashboard")).as_deref(), Some("/dashboard"));
-/// assert_eq!(next_from_query(Some("next=%2F%2Fevil.example")), None);
-/// assert_eq!(next_from_query(Some("other=1")), None);
-/// assert_eq!(next_from_query(None), None);
-/// ```
+/// duplicated parameters cannot be used to confuse this check and another reader
+/// (`tests/next.rs`). Apps read it through [`AuthSession::next_or`](crate::AuthSession::next_or).
 pub fn next_from_query(query: Option<&str>) -> Option<String> {
     let (_, value) =
         form_urlencoded::parse(query?.as_bytes()).find(|(key, _)| key.as_ref() == "next")?;

@@ -1,15 +1,7 @@
-//! Remember-me that can be revoked.
-//!
-//! Flask-Login's remember cookie is `user_id|HMAC(SECRET_KEY)`: it never expires on the server
-//! and cannot be revoked. Here the cookie is a split token `selector.validator` (see
-//! [`parse_token`]): the store keeps only SHA-256(validator), finds tokens by selector,
-//! compares in constant time, enforces expiry itself, and rotates the validator on every use.
-//! A rotated-out validator is still accepted for a short grace window (two tabs restoring at
-//! once); after that, presenting it means the cookie was copied, and every token of the user
-//! is revoked. Tokens also die with a credential change (the auth-hash digest is stored with
-//! them), on logout, and from a "your devices" page.
+//! Remember-me that can be revoked: the [`Remember`] settings, which document the token
+//! format, rotation, the grace window and theft detection, and the token service behind them.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use cookie::Cookie;
@@ -21,25 +13,67 @@ mod store;
 pub(crate) mod token;
 
 pub use store::{MemoryRememberStore, RememberStore, RememberToken, Rotation};
-pub use token::{parse_token, ParsedToken, ValidatorHash};
+use token::{parse_token, ParsedToken};
 
 use crate::{
-    config::CookieOptions, record::auth_hash_digest, timeout::timed, AuthUser, Duration, Error,
-    Result,
+    config::CookieOptions,
+    record::{auth_hash_digest, time_span},
+    timeout::timed,
+    AuthUser, Error, Result,
 };
 
 const USER_AGENT_LABEL_CHARS: usize = 120;
 /// The default of [`Remember::max_devices`], as [`MemoryRememberStore`]'s own cap.
 const DEFAULT_MAX_DEVICES: usize = 50;
 
-/// Remember-me settings: pass to [`LoginManager::remember`](crate::LoginManager::remember).
+/// Remember-me that can be revoked: the settings to pass to
+/// [`LoginManager::remember`](crate::LoginManager::remember).
+///
+/// Flask-Login's remember cookie is `user_id|HMAC(SECRET_KEY)`: it never expires on the server
+/// and cannot be revoked. Here a login with
+/// [`LoginOptions::remember`](crate::LoginOptions::remember) stores a token in the
+/// [`RememberStore`] and gives the browser a cookie that only names it.
+///
+/// # The token
+///
+/// The cookie (`remember_token` by default, see [`cookie`](Self::cookie)) is a split token
+/// `selector.validator`. The selector (16 random bytes) finds the stored token; the validator
+/// (32 random bytes) proves possession and is stored only as its SHA-256. Both are base64url
+/// without padding, so a cookie is 66 characters; any other value is treated as no cookie at
+/// all. The store keeps only SHA-256(validator), finds tokens by selector, and the presented
+/// validator is compared in constant time. Expiry is enforced by the server
+/// ([`duration`](Self::duration), default 30 days), not by the cookie.
+///
+/// # Rotation, grace window, theft
+///
+/// Every use — a request without a logged-in session whose cookie restores the login —
+/// rotates the validator: the browser gets a new cookie, and the old validator becomes the
+/// token's previous one ([`RememberStore::rotate`] lets exactly one of racing rotations win).
+/// A rotated-out validator is still accepted for a short grace window
+/// ([`grace_period`](Self::grace_period), default 10 s: two tabs restoring at once). After
+/// that, presenting it means the cookie was copied: every token of the user is revoked, and
+/// [`AuthEvent::RememberTheftDetected`](crate::AuthEvent::RememberTheftDetected) is emitted.
+///
+/// # Revocation
+///
+/// Tokens also die with a credential change (the digest of the user's
+/// [`session_auth_hash`](crate::AuthUser::session_auth_hash) is stored with them), on logout,
+/// and from a "your devices" page
+/// ([`AuthSession::remember_devices`](crate::AuthSession::remember_devices),
+/// [`revoke_device`](crate::AuthSession::revoke_device),
+/// [`revoke_all_devices`](crate::AuthSession::revoke_all_devices)). One user keeps at most
+/// [`max_devices`](Self::max_devices) tokens.
+///
+/// # Example
 ///
 /// ```
-/// use login_manager::{remember::MemoryRememberStore, Duration, Remember};
+/// use std::time::Duration;
+///
+/// use login_manager::{MemoryRememberStore, Remember};
 ///
 /// let remember = Remember::new(MemoryRememberStore::new())
-///     .duration(Duration::days(30))
-///     .grace_period(Duration::seconds(10))
+///     .duration(Duration::from_secs(30 * 24 * 60 * 60))
+///     .grace_period(Duration::from_secs(10))
 ///     .secure(false); // plain-HTTP development only
 /// ```
 #[derive(Clone)]
@@ -47,8 +81,8 @@ pub struct Remember {
     store: Arc<dyn RememberStore>,
     pub(crate) cookie: CookieOptions,
     pub(crate) cookie_name: String,
-    duration: Duration,
-    grace: Duration,
+    duration: time::Duration,
+    grace: time::Duration,
     refresh_each_request: bool,
     max_devices: usize,
 }
@@ -118,8 +152,8 @@ impl Remember {
             store: Arc::new(store),
             cookie_name: cookie.cookie_name(),
             cookie,
-            duration: Duration::days(30),
-            grace: Duration::seconds(10),
+            duration: time::Duration::days(30),
+            grace: time::Duration::seconds(10),
             refresh_each_request: false,
             max_devices: DEFAULT_MAX_DEVICES,
         }
@@ -128,14 +162,14 @@ impl Remember {
     /// How long a token lives (default 30 days); [`LoginOptions::duration`](crate::LoginOptions::duration)
     /// overrides it per login.
     pub fn duration(mut self, duration: Duration) -> Self {
-        self.duration = duration;
+        self.duration = time_span(duration);
         self
     }
 
     /// How long a rotated-out validator is still accepted, for parallel requests (default
     /// 10 s). Past it, a replay counts as theft.
     pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.grace = grace;
+        self.grace = time_span(grace);
         self
     }
 
@@ -152,7 +186,7 @@ impl Remember {
     /// token list (and the work of listing or revoking it) would grow with every login.
     ///
     /// ```
-    /// use login_manager::{remember::MemoryRememberStore, Remember};
+    /// use login_manager::{MemoryRememberStore, Remember};
     ///
     /// let remember = Remember::new(MemoryRememberStore::new()).max_devices(10);
     /// ```
@@ -187,14 +221,14 @@ impl Remember {
     /// Creates a token for `user` and returns its cookie.
     pub(crate) async fn issue<U: AuthUser>(
         &self,
-        limit: std::time::Duration,
+        limit: Duration,
         user: &U,
         duration: Option<Duration>,
         user_agent: &str,
     ) -> Result<Cookie<'static>> {
         let minted = token::mint();
         let now = OffsetDateTime::now_utc();
-        let lifetime = duration.unwrap_or(self.duration);
+        let lifetime = duration.map_or(self.duration, time_span);
         let token = RememberToken {
             selector: minted.selector,
             validator_hash: minted.validator_hash,
@@ -215,12 +249,7 @@ impl Remember {
 
     /// Deletes the user's tokens beyond `max_devices - 1`: expired ones first, then the least
     /// recently used.
-    async fn make_room(
-        &self,
-        limit: std::time::Duration,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<()> {
+    async fn make_room(&self, limit: Duration, user_id: &str, now: OffsetDateTime) -> Result<()> {
         let mut tokens = timed(limit, "remember store", self.store.list_for_user(user_id)).await?;
         let keep = self.max_devices - 1;
         if tokens.len() <= keep {
@@ -235,11 +264,7 @@ impl Remember {
 
     /// Step 2b of the life-cycle: checks the cookie of a request without a logged-in
     /// session, rotating its validator (or, past the grace window, revoking the user's tokens).
-    pub(crate) async fn restore(
-        &self,
-        limit: std::time::Duration,
-        cookie_value: &str,
-    ) -> Result<Restore> {
+    pub(crate) async fn restore(&self, limit: Duration, cookie_value: &str) -> Result<Restore> {
         let Some(presented) = parse_token(cookie_value) else {
             return Ok(Restore::Rejected);
         };
@@ -316,11 +341,7 @@ impl Remember {
     }
 
     /// Deletes the token named by `cookie_value` (a remember cookie), if it names one.
-    pub(crate) async fn forget(
-        &self,
-        limit: std::time::Duration,
-        cookie_value: &str,
-    ) -> Result<()> {
+    pub(crate) async fn forget(&self, limit: Duration, cookie_value: &str) -> Result<()> {
         match parse_token(cookie_value) {
             Some(presented) => self.forget_selector(limit, &presented.selector).await,
             None => Ok(()),
@@ -328,18 +349,14 @@ impl Remember {
     }
 
     /// Deletes the token with this selector.
-    pub(crate) async fn forget_selector(
-        &self,
-        limit: std::time::Duration,
-        selector: &str,
-    ) -> Result<()> {
+    pub(crate) async fn forget_selector(&self, limit: Duration, selector: &str) -> Result<()> {
         timed(limit, "remember store", self.store.delete(selector)).await
     }
 
     /// Every unexpired token of `user`, as devices.
     pub(crate) async fn devices<U: AuthUser>(
         &self,
-        limit: std::time::Duration,
+        limit: Duration,
         user: &U,
         current_cookie: Option<&str>,
     ) -> Result<Vec<RememberDevice>> {
@@ -370,7 +387,7 @@ impl Remember {
     /// Deletes the token of `user` whose device id is `id`; whether one was found.
     pub(crate) async fn revoke_device<U: AuthUser>(
         &self,
-        limit: std::time::Duration,
+        limit: Duration,
         user: &U,
         id: &str,
     ) -> Result<bool> {
@@ -388,11 +405,7 @@ impl Remember {
     }
 
     /// Deletes every token of `user`.
-    pub(crate) async fn revoke_user<U: AuthUser>(
-        &self,
-        limit: std::time::Duration,
-        user: &U,
-    ) -> Result<u64> {
+    pub(crate) async fn revoke_user<U: AuthUser>(&self, limit: Duration, user: &U) -> Result<u64> {
         timed(
             limit,
             "remember store",

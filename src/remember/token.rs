@@ -1,8 +1,5 @@
-//! The remember-me cookie value: `selector.validator`.
-//!
-//! The selector (16 random bytes) finds the stored token; the validator (32 random bytes)
-//! proves possession and is stored only as its SHA-256. Both are base64url without padding,
-//! so a cookie is 66 characters.
+//! The remember-me cookie value, `selector.validator` (the format is documented on
+//! [`Remember`](crate::Remember)): minting and parsing.
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use rand::RngCore;
@@ -16,8 +13,8 @@ const COOKIE_LEN: usize = 66;
 /// SHA-256 of a validator, as stored.
 pub type ValidatorHash = [u8; 32];
 
-/// A freshly minted cookie value and what the store keeps of it (public through
-/// [`testing::mint_remember_token`](crate::testing::mint_remember_token)).
+/// A freshly minted cookie value and what the store keeps of it (for this repository's tests,
+/// through `__private::mint_remember_token`).
 #[derive(Debug)]
 pub struct Minted {
     /// The value of the `remember_token` cookie, `selector.validator`.
@@ -66,14 +63,6 @@ pub struct ParsedToken {
 
 /// Parses a remember cookie; anything but exactly `selector.validator` of the right sizes in
 /// canonical base64url is `None` (and is then treated as no cookie at all).
-///
-/// ```
-/// use login_manager::remember::parse_token;
-///
-/// assert!(parse_token("").is_none());
-/// assert!(parse_token("only-one-part").is_none());
-/// assert!(parse_token("a.b.c").is_none());
-/// ```
 pub fn parse_token(value: &str) -> Option<ParsedToken> {
     if value.len() != COOKIE_LEN {
         return None;

@@ -3,9 +3,9 @@
 //!
 //! | feature | remember-me | throttling | client |
 //! |---|---|---|---|
-//! | `sqlite` | [`SqliteRememberStore`](sqlite::SqliteRememberStore) | [`SqliteThrottleStore`](sqlite::SqliteThrottleStore) | sqlx 0.8 `SqlitePool` |
-//! | `postgres` | [`PostgresRememberStore`](postgres::PostgresRememberStore) | [`PostgresThrottleStore`](postgres::PostgresThrottleStore) | sqlx 0.8 `PgPool` |
-//! | `redis` | [`RedisRememberStore`](redis::RedisRememberStore) | [`RedisThrottleStore`](redis::RedisThrottleStore) | fred 10 `Pool` |
+//! | `sqlite` | [`SqliteRememberStore`] | [`SqliteThrottleStore`] | sqlx 0.8 `SqlitePool` |
+//! | `postgres` | [`PostgresRememberStore`] | [`PostgresThrottleStore`] | sqlx 0.8 `PgPool` |
+//! | `redis` | [`RedisRememberStore`] | [`RedisThrottleStore`] | fred 10 `Pool` |
 //!
 //! These six types are the whole public surface of this module. The SQL ones share one
 //! implementation (every statement is written once; each database only supplies its column
@@ -26,7 +26,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
+//! use login_manager::stores::{PostgresRememberStore, PostgresThrottleStore};
 //! use login_manager::{LoginThrottle, Remember};
 //! use sqlx::PgPool;
 //!
@@ -41,6 +41,104 @@
 //!
 //! let remember = Remember::new(tokens);
 //! let throttle = LoginThrottle::new(throttle);
+//! # Ok(()) }
+//! ```
+//!
+//! # SQLite
+//!
+//! [`SqliteRememberStore`] and [`SqliteThrottleStore`] (feature `sqlite`) take the same sqlx
+//! 0.8 `SqlitePool` as `tower-sessions-sqlx-store` 0.15's `SqliteStore`, so one database file
+//! holds sessions, tokens and throttle windows. Times are stored as `INTEGER` Unix
+//! milliseconds, hashes as `BLOB`; the throttle window is measured by SQLite's clock
+//! (`julianday('now')`, which is the same for a whole statement).
+//!
+//! SQLite serializes writers: use WAL mode and a busy timeout (sqlx's default is 5 s) when
+//! several tasks write at once. Several processes can share a file on one machine; several
+//! machines need Postgres or Redis.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::str::FromStr;
+//! use login_manager::stores::{SqliteRememberStore, SqliteThrottleStore};
+//! use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+//!
+//! let options = SqliteConnectOptions::from_str("sqlite://app.db")?
+//!     .create_if_missing(true)
+//!     .journal_mode(SqliteJournalMode::Wal);
+//! let pool = SqlitePool::connect_with(options).await?;
+//! // let sessions = tower_sessions_sqlx_store::SqliteStore::new(pool.clone());
+//! let tokens = SqliteRememberStore::new(pool.clone());
+//! tokens.migrate().await?;
+//! let throttle = SqliteThrottleStore::new(pool);
+//! throttle.migrate().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Postgres
+//!
+//! [`PostgresRememberStore`] and [`PostgresThrottleStore`] (feature `postgres`) take the same
+//! sqlx 0.8 `PgPool` as `tower-sessions-sqlx-store` 0.15's `PostgresStore` (example above).
+//! Times are `TIMESTAMPTZ`, hashes `BYTEA`; throttle windows are measured by the server's
+//! `now()`. Tables go in the connection's `search_path` unless a
+//! [`schema`](PostgresRememberStore::schema) is set, which `migrate()` then creates.
+//!
+//! # SQL tables
+//!
+//! Remember-me tokens (default table `login_remember_tokens`), primary key `selector`, indexed
+//! on `user_id` (list and revoke-all) and `expires_at` (cleanup):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `selector` | text | primary key |
+//! | `validator_hash`, `previous_hash` | bytes | SHA-256 of the validators |
+//! | `rotated_at`, `created_at`, `last_used_at`, `expires_at` | time | |
+//! | `user_id`, `auth_hash`, `user_agent` | text | |
+//!
+//! Throttle windows (default table `login_throttle`): `key` text primary key, `failures`
+//! integer, `window_end` time, indexed on `window_end`.
+//!
+//! "time" is `TIMESTAMPTZ` on Postgres and an `INTEGER` of Unix milliseconds on SQLite;
+//! "bytes" is `BYTEA` / `BLOB`. Throttle windows are computed by the database's clock.
+//!
+//! # Redis
+//!
+//! [`RedisRememberStore`] and [`RedisThrottleStore`] (feature `redis`) run on a fred 10
+//! `Pool`: give them a clone of the `Pool` that `tower-sessions-redis-store` 0.16's
+//! `RedisStore` uses (clones share the connections), and `init` it once. Every atomic step is
+//! one Lua script (`EVALSHA`, loaded again after a `NOSCRIPT`), and no script touches two hash
+//! slots, so the layout works on Redis Cluster as it is. Needs Redis 5 or later (or Valkey).
+//!
+//! Keys, under a prefix (default `login:`, see
+//! [`key_prefix`](RedisRememberStore::key_prefix)), with `<tag>` the user id with `{`, `}` and
+//! `%` percent-encoded:
+//!
+//! | key | type | holds | expires |
+//! |---|---|---|---|
+//! | `login:remember:token:{<tag>}:<selector>` | hash | one token | with the token |
+//! | `login:remember:user:{<tag>}` | set | the user's selectors | with the user's last token |
+//! | `login:remember:selector:<selector>` | string | the user id, to find a token by selector | with the token, or later |
+//! | `login:throttle:<key>` | string | a failure count | with the window |
+//!
+//! One user's tokens and set share the hash tag `{<tag>}`, so listing and revoking all of a
+//! user's tokens are single-slot scripts, atomic even on a Cluster. Finding a token by
+//! selector therefore takes two round trips (selector → user, then the token).
+//!
+//! Redis deletes expired tokens and windows itself:
+//! [`RememberStore::delete_expired`](crate::RememberStore::delete_expired) has nothing to do
+//! and answers 0, and an expired token is simply not found. Members of the per-user set whose
+//! token has expired are pruned whenever the set is listed.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use fred::prelude::*;
+//! use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
+//! use login_manager::{LoginThrottle, Remember};
+//!
+//! let pool = Pool::new(Config::from_url("redis://127.0.0.1:6379")?, None, None, None, 4)?;
+//! pool.init().await?;
+//! // let sessions = tower_sessions_redis_store::RedisStore::new(pool.clone());
+//! let remember = Remember::new(RedisRememberStore::new(pool.clone()));
+//! let throttle = LoginThrottle::new(RedisThrottleStore::new(pool));
 //! # Ok(()) }
 //! ```
 //!
@@ -59,16 +157,16 @@
 //! cleanup task rather than in a request, are bounded by the pool's own `acquire_timeout`
 //! (sqlx's default is 30 s); wrap them in `tokio::time::timeout` for a tighter bound.
 //!
-//! See `docs/stores.md` for the table and key layouts, migrations, cleanup, Redis Cluster
-//! and timeouts.
+//! `docs/stores.md` in the repository covers migrations, cleanup, Redis Cluster and timeouts
+//! at more length.
 
 use std::future::Future;
 use std::time::Duration;
 
 use crate::throttle::ThrottleEntry;
-use crate::{BoxError, Error, Result};
+use crate::{error::BoxError, Error, Result};
 
-/// Implements [`RememberStore`](crate::remember::RememberStore) or
+/// Implements [`RememberStore`](crate::RememberStore) or
 /// [`ThrottleStore`](crate::ThrottleStore) for a public store type by forwarding every call to
 /// the private implementation it wraps (field `0`), which has inherent methods of the same
 /// names.
@@ -90,8 +188,8 @@ macro_rules! delegate_store {
             async fn rotate(
                 &self,
                 selector: &str,
-                expected: &$crate::remember::ValidatorHash,
-                rotation: $crate::remember::Rotation,
+                expected: &$crate::remember::token::ValidatorHash,
+                rotation: $crate::Rotation,
             ) -> $crate::Result<bool> {
                 self.0.rotate(selector, expected, rotation).await
             }
@@ -139,13 +237,20 @@ macro_rules! delegate_store {
 }
 
 #[cfg(feature = "postgres")]
-pub mod postgres;
+mod postgres;
 #[cfg(feature = "redis")]
-pub mod redis;
+mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
 #[cfg(feature = "sqlite")]
-pub mod sqlite;
+mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresRememberStore, PostgresThrottleStore};
+#[cfg(feature = "redis")]
+pub use redis::{RedisRememberStore, RedisThrottleStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteRememberStore, SqliteThrottleStore};
 
 /// Throttle windows are capped at a year, as in [`MemoryThrottleStore`](crate::MemoryThrottleStore),
 /// so that the database's time arithmetic cannot overflow.

@@ -1,24 +1,6 @@
 //! Postgres stores (feature `postgres`): [`PostgresRememberStore`] and
-//! [`PostgresThrottleStore`].
-//!
-//! They take the same sqlx 0.8 [`PgPool`](sqlx::PgPool) as `tower-sessions-sqlx-store` 0.15's
-//! `PostgresStore`. Times are `TIMESTAMPTZ`, hashes `BYTEA`; throttle windows are measured by
-//! the server's `now()`. Tables go in the connection's `search_path` unless a
-//! [`schema`](PostgresRememberStore::schema) is set, which `migrate()` then creates.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
-//! use sqlx::PgPool;
-//!
-//! let pool = PgPool::connect("postgres://app@db/app").await?;
-//! // let sessions = tower_sessions_sqlx_store::PostgresStore::new(pool.clone());
-//! let tokens = PostgresRememberStore::new(pool.clone()).schema("auth");
-//! tokens.migrate().await?;
-//! let throttle = PostgresThrottleStore::new(pool).schema("auth");
-//! throttle.migrate().await?;
-//! # Ok(()) }
-//! ```
+//! [`PostgresThrottleStore`], the Postgres dialect of the SQL stores. Documented in
+//! [`crate::stores`].
 
 use sqlx::Postgres;
 use time::OffsetDateTime;
@@ -26,12 +8,13 @@ use time::OffsetDateTime;
 use super::sql::{
     dialect::Dialect, sql_store, statements::RememberTable, statements::ThrottleTable,
 };
-use crate::BoxError;
+use crate::error::BoxError;
 
 sql_store! {
-    /// Remember-me tokens in Postgres: a [`RememberStore`](crate::remember::RememberStore) in
+    /// Remember-me tokens in Postgres: a [`RememberStore`](crate::RememberStore) in
     /// one table (default `login_remember_tokens`, in the [`schema`](Self::schema) if set),
-    /// times kept to the microsecond. Clones share the pool.
+    /// times kept to the microsecond. Clones share the pool. See
+    /// [Postgres](crate::stores#postgres) and the [table layout](crate::stores#sql-tables).
     ///
     /// Create the table with [`migrate`](Self::migrate) at start-up, and delete expired
     /// tokens now and then with [`delete_expired`](Self::delete_expired) or
@@ -39,7 +22,7 @@ sql_store! {
     ///
     /// ```no_run
     /// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
-    /// use login_manager::stores::postgres::PostgresRememberStore;
+    /// use login_manager::stores::PostgresRememberStore;
     /// use login_manager::Remember;
     ///
     /// let store = PostgresRememberStore::new(pool);
@@ -48,7 +31,6 @@ sql_store! {
     /// # Ok(()) }
     /// ```
     pub struct PostgresRememberStore(Postgres, RememberTable): RememberStore {
-        module: "postgres",
         pool: "sqlx::PgPool",
         table: "login_remember_tokens",
     }
@@ -57,7 +39,7 @@ sql_store! {
 sql_store! {
     /// Login-throttle windows in Postgres: a [`ThrottleStore`](crate::ThrottleStore) in one
     /// table (default `login_throttle`, in the [`schema`](Self::schema) if set). Clones share
-    /// the pool.
+    /// the pool. See [Postgres](crate::stores#postgres).
     ///
     /// Each failure is one atomic upsert, and windows are measured by the server's `now()`,
     /// so every app instance applies the same limit. Expired windows are ignored at once and
@@ -67,7 +49,7 @@ sql_store! {
     ///
     /// ```no_run
     /// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
-    /// use login_manager::stores::postgres::PostgresThrottleStore;
+    /// use login_manager::stores::PostgresThrottleStore;
     /// use login_manager::LoginThrottle;
     ///
     /// let store = PostgresThrottleStore::new(pool);
@@ -76,7 +58,6 @@ sql_store! {
     /// # Ok(()) }
     /// ```
     pub struct PostgresThrottleStore(Postgres, ThrottleTable): ThrottleStore {
-        module: "postgres",
         pool: "sqlx::PgPool",
         table: "login_throttle",
     }
@@ -91,7 +72,7 @@ macro_rules! schema_builder {
             ///
             /// ```no_run
             /// # fn run(pool: sqlx::PgPool) {
-            #[doc = concat!("use login_manager::stores::postgres::", stringify!($name), ";")]
+            #[doc = concat!("use login_manager::stores::", stringify!($name), ";")]
             ///
             #[doc = concat!("let store = ", stringify!($name), "::new(pool).schema(\"auth\");")]
             /// # }

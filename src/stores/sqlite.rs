@@ -1,31 +1,5 @@
-//! SQLite stores (feature `sqlite`): [`SqliteRememberStore`] and [`SqliteThrottleStore`].
-//!
-//! They take the same sqlx 0.8 [`SqlitePool`](sqlx::SqlitePool) as `tower-sessions-sqlx-store`
-//! 0.15's `SqliteStore`, so one database file holds sessions, tokens and throttle windows.
-//! Times are stored as `INTEGER` Unix milliseconds, hashes as `BLOB`; the throttle window is
-//! measured by SQLite's clock (`julianday('now')`, which is the same for a whole statement).
-//!
-//! SQLite serializes writers: use WAL mode and a busy timeout (sqlx's default is 5 s) when
-//! several tasks write at once. Several processes can share a file on one machine; several
-//! machines need Postgres or Redis.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::str::FromStr;
-//! use login_manager::stores::sqlite::{SqliteRememberStore, SqliteThrottleStore};
-//! use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
-//!
-//! let options = SqliteConnectOptions::from_str("sqlite://app.db")?
-//!     .create_if_missing(true)
-//!     .journal_mode(SqliteJournalMode::Wal);
-//! let pool = SqlitePool::connect_with(options).await?;
-//! // let sessions = tower_sessions_sqlx_store::SqliteStore::new(pool.clone());
-//! let tokens = SqliteRememberStore::new(pool.clone());
-//! tokens.migrate().await?;
-//! let throttle = SqliteThrottleStore::new(pool);
-//! throttle.migrate().await?;
-//! # Ok(()) }
-//! ```
+//! SQLite stores (feature `sqlite`): [`SqliteRememberStore`] and [`SqliteThrottleStore`], the
+//! SQLite dialect of the SQL stores. Documented in [`crate::stores`].
 
 use sqlx::Sqlite;
 use time::OffsetDateTime;
@@ -33,12 +7,13 @@ use time::OffsetDateTime;
 use super::sql::{
     dialect::Dialect, sql_store, statements::RememberTable, statements::ThrottleTable,
 };
-use crate::BoxError;
+use crate::error::BoxError;
 
 sql_store! {
-    /// Remember-me tokens in SQLite: a [`RememberStore`](crate::remember::RememberStore) in
+    /// Remember-me tokens in SQLite: a [`RememberStore`](crate::RememberStore) in
     /// one table (default `login_remember_tokens`), times kept to the millisecond. Clones
-    /// share the pool.
+    /// share the pool. See [SQLite](crate::stores#sqlite) and the
+    /// [table layout](crate::stores#sql-tables).
     ///
     /// Create the table with [`migrate`](Self::migrate) at start-up, and delete expired
     /// tokens now and then with [`delete_expired`](Self::delete_expired) or
@@ -46,7 +21,7 @@ sql_store! {
     ///
     /// ```no_run
     /// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
-    /// use login_manager::stores::sqlite::SqliteRememberStore;
+    /// use login_manager::stores::SqliteRememberStore;
     /// use login_manager::Remember;
     ///
     /// let store = SqliteRememberStore::new(pool).table_name("remember_tokens");
@@ -55,7 +30,6 @@ sql_store! {
     /// # Ok(()) }
     /// ```
     pub struct SqliteRememberStore(Sqlite, RememberTable): RememberStore {
-        module: "sqlite",
         pool: "sqlx::SqlitePool",
         table: "login_remember_tokens",
     }
@@ -63,7 +37,8 @@ sql_store! {
 
 sql_store! {
     /// Login-throttle windows in SQLite: a [`ThrottleStore`](crate::ThrottleStore) in one
-    /// table (default `login_throttle`). Clones share the pool.
+    /// table (default `login_throttle`). Clones share the pool. See
+    /// [SQLite](crate::stores#sqlite).
     ///
     /// Each failure is one atomic upsert, and windows are measured by SQLite's clock, so
     /// every process on the file applies the same limit. Expired windows are ignored at once
@@ -73,7 +48,7 @@ sql_store! {
     ///
     /// ```no_run
     /// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
-    /// use login_manager::stores::sqlite::SqliteThrottleStore;
+    /// use login_manager::stores::SqliteThrottleStore;
     /// use login_manager::LoginThrottle;
     ///
     /// let store = SqliteThrottleStore::new(pool);
@@ -82,7 +57,6 @@ sql_store! {
     /// # Ok(()) }
     /// ```
     pub struct SqliteThrottleStore(Sqlite, ThrottleTable): ThrottleStore {
-        module: "sqlite",
         pool: "sqlx::SqlitePool",
         table: "login_throttle",
     }

@@ -1,4 +1,5 @@
-//! Device cookies (see the "Device cookies" section of the module documentation).
+//! Device cookies, documented in the "Device cookies" section of
+//! [`LoginThrottle`](crate::LoginThrottle).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ pub(super) const DEFAULT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 
 /// Random bytes in a device token.
 const TOKEN_BYTES: usize = 32;
 
-/// A login attempt that [`LoginThrottle::attempt`](super::LoginThrottle::attempt) let through: check the password, then report
+/// A login attempt that [`LoginThrottle::attempt`](crate::LoginThrottle::attempt) let through: check the password, then report
 /// the outcome with [`failed`](Self::failed) or [`succeeded`](Self::succeeded).
 ///
 /// ```
@@ -52,7 +53,7 @@ pub struct LoginAttempt {
     trusted_device: Option<String>,
 }
 
-/// [`LoginThrottle::attempt`](super::LoginThrottle::attempt): judges the attempt by the device's
+/// [`LoginThrottle::attempt`](crate::LoginThrottle::attempt): judges the attempt by the device's
 /// own failures when `device_cookie` is registered for the account, else by the account's
 /// and the address's.
 pub(super) async fn admit(
@@ -134,7 +135,7 @@ impl LoginAttempt {
     /// A trusted device's failures are reset and its old cookie retired; the account's
     /// counter is left alone, so that the owner's login does not hand an attacker a fresh
     /// set of guesses. An untrusted client that knew the password resets the account's
-    /// counter (the address's is kept, as with [`LoginThrottle::record_success`](super::LoginThrottle::record_success)).
+    /// counter (the address's is kept, as with [`LoginThrottle::record_success`](crate::LoginThrottle::record_success)).
     ///
     /// # Errors
     ///

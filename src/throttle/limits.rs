@@ -1,6 +1,6 @@
-//! What a [`LoginThrottle`](super::LoginThrottle) counts with: its limits and store, the keys
+//! What a [`LoginThrottle`](crate::LoginThrottle) counts with: its limits and store, the keys
 //! failures are counted under, and the store operations both the throttle and its admitted
-//! [`LoginAttempt`](super::LoginAttempt)s run.
+//! [`LoginAttempt`](crate::LoginAttempt)s run.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};

@@ -19,14 +19,112 @@ use crate::{CookieOptions, Result};
 /// Counts failed logins per account and per client address and refuses further attempts once
 /// a limit is reached. Cheap to clone (one `Arc`).
 ///
-/// Use it in the login handler: [`check`](Self::check) first — before looking the user up or
-/// verifying the password, so a locked key costs no password hash — then
-/// [`record_failure`](Self::record_failure) on a wrong username or password, or
-/// [`record_success`](Self::record_success) after a successful login. Errors convert into
-/// responses: [`Error::Throttled`](crate::Error::Throttled) into `429` with `Retry-After`, store errors and timeouts
-/// into `503`. See the [module documentation](crate::throttle) for the rules.
+/// # How it works
 ///
-/// # Example
+/// A login handler asks [`check`](Self::check) before verifying a password — before looking
+/// the user up, so that a locked key costs no password hash — then reports the outcome with
+/// [`record_failure`](Self::record_failure) (a wrong password and an unknown username alike)
+/// or [`record_success`](Self::record_success) after a successful login. Failures are counted
+/// under two keys: the account (the username as typed, Unicode lower-cased) and the client
+/// address (see [`trusted_proxies`](Self::trusted_proxies)). Once a key has `max_failures`
+/// failures (default 5; per address `10 × max_failures`) within one `window` (default 15
+/// minutes), `check` answers [`Error::Throttled`](crate::Error::Throttled) — even when the
+/// password would have been right — until the window ends. A success resets the account's
+/// counter but not the address's.
+///
+/// Errors convert into responses: [`Error::Throttled`](crate::Error::Throttled) into `429`
+/// with `Retry-After`, store errors and timeouts into `503`.
+/// [`AuthSession::login_with_password`](crate::AuthSession::login_with_password) does all of
+/// this, device cookies included, with the throttle set by
+/// [`LoginManager::login_throttle`](crate::LoginManager::login_throttle).
+///
+/// # Device cookies
+///
+/// A lock on an account or an address refuses everyone, the account's owner included: an
+/// attacker who spends five wrong passwords on `alice` locks alice out, and fifty wrong
+/// passwords through a shared address (a reverse proxy, a NAT) lock out every user behind it.
+/// OWASP's *device cookies* ("Slow Down Online Guessing Attacks with Device Cookies") keep the
+/// limits and take the weapon away:
+///
+/// - a successful login gives the browser a device cookie for that account: 32 random bytes,
+///   stored server-side only as a SHA-256 digest bound to the account (no secret key: the
+///   cookie is worth nothing unless the store knows its digest);
+/// - an attempt for that account from a browser holding its valid device cookie is judged
+///   only by that device's own failures (`max_failures` per window): a locked account, a
+///   locked address — locks other clients caused — never refuse it;
+/// - every other attempt is judged as before, by the account's and the address's counters.
+///
+/// [`attempt`](Self::attempt) does all of it and returns a [`LoginAttempt`] to report the
+/// outcome on; [`AuthSession::login_with_password`](crate::AuthSession::login_with_password)
+/// reads and sets the cookie. A browser holds one device cookie: a login into another account
+/// replaces it. A trusted success resets the device's failures, not the account's, so that the
+/// owner's login does not give an attacker a fresh set of guesses.
+///
+/// What stays: a thief of the device cookie gets the device's own `max_failures` guesses per
+/// window (OWASP accepts this; the cookie is `HttpOnly`), and an attacker who never logged in
+/// still meets the account and address limits.
+/// [`MemoryThrottleStore`](crate::MemoryThrottleStore) evicts year-long registrations last,
+/// but under a spray above its key cap it may forget one: that browser is then judged like any
+/// other until its next login.
+///
+/// The registration and the device's failures are two keys of the [`ThrottleStore`]
+/// (`dev:<digest>`, a window as long as the cookie lives, and `devfail:<digest>`), so every
+/// throttle store holds device cookies with no new method. A cookie that does not decode, or
+/// that was issued for another account, is simply not trusted: it costs no store call in the
+/// first case and one read in the second.
+///
+/// # Why a fixed window
+///
+/// The window starts at the first failure and does not move: further failures neither extend
+/// nor restart it. That is the one rule every shared store can apply atomically in one round
+/// trip — Redis `INCR` + `PEXPIRE … NX`, one SQL upsert (see [`ThrottleStore`]) — so the
+/// same limit holds across any number of app instances. A sliding window would need a log of
+/// timestamps per key. The cost is that an attacker can spend up to `2 × max_failures`
+/// guesses around a window boundary, which does not change the order of magnitude.
+///
+/// # Enumeration resistance
+///
+/// The throttle never knows whether an account exists: an unknown username is counted, locked
+/// and answered exactly like a real one, so a `429` reveals nothing an attacker did not already
+/// cause. Long usernames are hashed into fixed-size keys, so the key size does not depend on
+/// the input either.
+///
+/// # Bounded memory
+///
+/// Every distinct username an attacker sprays creates a key.
+/// [`MemoryThrottleStore`](crate::MemoryThrottleStore) therefore holds at most a fixed number
+/// of keys (default 100 000) and evicts, in bounded amortized time, the windows that end
+/// soonest; the per-address limit bounds how fast one client can create keys at all. Shared
+/// stores expire keys with the window (Redis TTL, SQL cleanup).
+///
+/// # Examples
+///
+/// The limit at work:
+///
+/// ```
+/// use std::net::IpAddr;
+/// use login_manager::{Error, LoginThrottle, MemoryThrottleStore};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> login_manager::Result<()> {
+/// let throttle = LoginThrottle::new(MemoryThrottleStore::new());
+/// let addr: Option<IpAddr> = Some("203.0.113.7".parse().unwrap());
+///
+/// for _ in 0..5 {
+///     throttle.check("alice", addr).await?; // allowed: the password is checked...
+///     throttle.record_failure("alice", addr).await?; // ...and was wrong
+/// }
+/// // The sixth attempt is refused before the password is even looked at.
+/// assert!(matches!(
+///     throttle.check("Alice", addr).await,
+///     Err(Error::Throttled { .. })
+/// ));
+/// # Ok(())
+/// # }
+/// ```
+///
+/// In a login handler of its own (rather than
+/// [`login_with_password`](crate::AuthSession::login_with_password)):
 ///
 /// ```
 /// use std::{net::IpAddr, time::Duration};
@@ -141,8 +239,48 @@ impl LoginThrottle {
         self
     }
 
-    /// Reverse proxies whose `X-Forwarded-For` header is believed (default: none). See
-    /// [`client_addr`](crate::throttle::client_addr).
+    /// Reverse proxies whose `X-Forwarded-For` header is believed (default: none): they decide
+    /// the client address that [`client_addr`](Self::client_addr) returns and the per-address
+    /// limit counts.
+    ///
+    /// - The address is the socket peer from axum's `ConnectInfo<SocketAddr>` (serve the app
+    ///   with `into_make_service_with_connect_info::<SocketAddr>()`); without it there is no
+    ///   address, and only the per-account limits apply.
+    /// - From a peer that is not one of `proxies`, `X-Forwarded-For` is ignored: the peer is
+    ///   the client.
+    /// - When the peer is a trusted proxy, `X-Forwarded-For` (several header lines form one
+    ///   list, in order) is read from the right, skipping trusted proxies, and the first
+    ///   untrusted entry is the client: entries further left were written by the client itself
+    ///   and can be forged. When every entry is a trusted proxy, the left-most one counts. An
+    ///   entry may carry a port (`203.0.113.7:5`, `[2001:db8::1]:5`).
+    /// - An unparsable entry, or a header line that is not text, makes the throttle fall back
+    ///   to the socket peer.
+    /// - IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4
+    ///   peers) are taken as IPv4, in requests and in `proxies` alike.
+    /// - An IPv6 client is counted per /64, what one subscriber usually gets: counting each of
+    ///   its 2^64 addresses apart would make the per-address limit meaningless.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, SocketAddr};
+    ///
+    /// use axum::extract::ConnectInfo;
+    /// use login_manager::{LoginThrottle, MemoryThrottleStore};
+    ///
+    /// let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+    /// let (mut parts, ()) = http::Request::builder()
+    ///     .header("x-forwarded-for", "1.1.1.1, 203.0.113.7")
+    ///     .body(())
+    ///     .unwrap()
+    ///     .into_parts();
+    /// parts.extensions.insert(ConnectInfo(SocketAddr::new(proxy, 443)));
+    ///
+    /// let behind_proxy =
+    ///     LoginThrottle::new(MemoryThrottleStore::new()).trusted_proxies(vec![proxy]);
+    /// assert_eq!(behind_proxy.client_addr(&parts), Some("203.0.113.7".parse().unwrap()));
+    /// // Without the proxy in the list, the header is not believed.
+    /// let direct = LoginThrottle::new(MemoryThrottleStore::new());
+    /// assert_eq!(direct.client_addr(&parts), Some(proxy));
+    /// ```
     #[must_use]
     pub fn trusted_proxies(mut self, proxies: Vec<IpAddr>) -> Self {
         self.config().trusted_proxies = proxies;
@@ -150,7 +288,8 @@ impl LoginThrottle {
     }
 
     /// The client's address for this request, honouring `X-Forwarded-For` only from the
-    /// configured [`trusted_proxies`](Self::trusted_proxies). See [`client_addr`](crate::throttle::client_addr).
+    /// configured [`trusted_proxies`](Self::trusted_proxies), which describes the rule; `None`
+    /// without axum's `ConnectInfo<SocketAddr>`.
     ///
     /// When a request carries `X-Forwarded-For` and no trusted proxy is configured, logs one
     /// warning (once per throttle): behind a reverse proxy, every client would share the
@@ -159,8 +298,8 @@ impl LoginThrottle {
         self.client_addr_of(&PeerInfo::from_parts(parts))
     }
 
-    /// Like [`client_addr`](Self::client_addr), from captured [`PeerInfo`].
-    pub fn client_addr_of(&self, peer: &PeerInfo) -> Option<IpAddr> {
+    /// Like [`client_addr`](Self::client_addr), from captured `PeerInfo`.
+    pub(crate) fn client_addr_of(&self, peer: &PeerInfo) -> Option<IpAddr> {
         if self.inner.trusted_proxies.is_empty()
             && peer.carries_forwarded_for()
             && !self.inner.proxy_warned.swap(true, Ordering::Relaxed)
@@ -257,8 +396,8 @@ impl LoginThrottle {
     /// `device_cookie` is the value of the request's device cookie
     /// ([`device_cookie_name`](Self::device_cookie_name)), if any. When it is registered for
     /// this account, the attempt is judged only by that device's own failures; otherwise by
-    /// the account's and the address's, as [`check`](Self::check) does. See the
-    /// [module documentation](crate::throttle#device-cookies) and [`LoginAttempt`].
+    /// the account's and the address's, as [`check`](Self::check) does. See
+    /// [Device cookies](Self#device-cookies) and [`LoginAttempt`].
     ///
     /// # Errors
     ///

@@ -83,7 +83,7 @@ pub struct ThrottleEntry {
 /// ```
 /// use std::time::Duration;
 /// use login_manager::{Error, LoginThrottle, Result, ThrottleStore};
-/// use login_manager::throttle::ThrottleEntry;
+/// use login_manager::ThrottleEntry;
 ///
 /// struct Down;
 ///

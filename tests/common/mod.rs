@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses a different part of this support module
 
 use async_trait::async_trait;
+use std::time::Duration;
 use std::{
     collections::{HashMap, HashSet},
     fmt,
@@ -22,9 +23,9 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use login_manager::{
-    fresh_login_required, login_required, permission_required, remember::MemoryRememberStore,
-    AuthEvent, AuthSession, AuthUser, Duration, FreshLoginRequired, LoginManager, LoginOptions,
-    LoginRequired, LoginView, Remember, UserLoader,
+    fresh_login_required, login_required, permission_required, AuthEvent, AuthSession, AuthUser,
+    FreshLoginRequired, LoginManager, LoginOptions, LoginRequired, LoginView, MemoryRememberStore,
+    Remember, UserLoader,
 };
 use tower::ServiceExt;
 use tower_sessions::{
@@ -350,7 +351,7 @@ impl TestApp {
             .remember(
                 Remember::new(remember_store.clone())
                     .secure(false)
-                    .grace_period(Duration::seconds(1)),
+                    .grace_period(Duration::from_secs(1)),
             )
             .on_event(move |e| sink.lock().unwrap().push(e.clone()));
         let manager = configure(manager);

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // not every cell uses every helper
 
 use async_trait::async_trait;
+use std::time::Duration;
 use std::{
     collections::{HashMap, HashSet},
     fmt,
@@ -24,14 +25,13 @@ use axum::{
     http::{header, HeaderMap, Method, Request, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
-    Extension, Form, Router,
+    Form, Router,
 };
 use http_body_util::BodyExt;
 use login_manager::{
-    login_required,
-    remember::{MemoryRememberStore, RememberStore, RememberToken, Rotation, ValidatorHash},
-    AuthSession, AuthUser, Duration, LoginManager, LoginOptions, LoginOutcome, LoginRequired,
-    PasswordHasher, PasswordLogin, PasswordUserLoader, Remember, UserLoader,
+    login_required, AuthSession, AuthUser, LoginManager, LoginOptions, LoginOutcome, LoginRequired,
+    MemoryRememberStore, PasswordHasher, PasswordUserLoader, Remember, RememberStore,
+    RememberToken, Rotation, UserLoader,
 };
 use login_manager_sessions::{Key, SessionBackend, SessionConfig};
 use serde::Deserialize;
@@ -290,34 +290,37 @@ impl CountingRemember {
 
 #[async_trait]
 impl RememberStore for CountingRemember {
-    async fn create(&self, token: RememberToken) -> login_manager::Result<()> {
+    async fn create(&self, token: RememberToken) -> Result<(), login_manager::Error> {
         self.wrote();
         self.inner.create(token).await
     }
-    async fn find(&self, selector: &str) -> login_manager::Result<Option<RememberToken>> {
+    async fn find(&self, selector: &str) -> Result<Option<RememberToken>, login_manager::Error> {
         self.inner.find(selector).await
     }
     async fn rotate(
         &self,
         selector: &str,
-        expected: &ValidatorHash,
+        expected: &[u8; 32],
         rotation: Rotation,
-    ) -> login_manager::Result<bool> {
+    ) -> Result<bool, login_manager::Error> {
         self.wrote();
         self.inner.rotate(selector, expected, rotation).await
     }
-    async fn delete(&self, selector: &str) -> login_manager::Result<()> {
+    async fn delete(&self, selector: &str) -> Result<(), login_manager::Error> {
         self.wrote();
         self.inner.delete(selector).await
     }
-    async fn delete_for_user(&self, user_id: &str) -> login_manager::Result<u64> {
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, login_manager::Error> {
         self.wrote();
         self.inner.delete_for_user(user_id).await
     }
-    async fn list_for_user(&self, user_id: &str) -> login_manager::Result<Vec<RememberToken>> {
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<RememberToken>, login_manager::Error> {
         self.inner.list_for_user(user_id).await
     }
-    async fn delete_expired(&self) -> login_manager::Result<u64> {
+    async fn delete_expired(&self) -> Result<u64, login_manager::Error> {
         self.wrote();
         self.inner.delete_expired().await
     }
@@ -337,12 +340,11 @@ type Auth = AuthSession<Users>;
 
 async fn login(
     mut auth: Auth,
-    Extension(login): Extension<PasswordLogin>,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, login_manager::Error> {
     let options = LoginOptions::new().remember(form.remember.as_deref() == Some("on"));
     let outcome = auth
-        .login_with_password(&login, &form.username, &form.password, options)
+        .login_with_password(&form.username, &form.password, options)
         .await?;
     Ok(match outcome {
         LoginOutcome::LoggedIn => Redirect::to(&auth.next_or("/")).into_response(),
@@ -513,7 +515,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            grace: Duration::seconds(10),
+            grace: Duration::from_secs(10),
         }
     }
 }
@@ -565,7 +567,7 @@ impl Env {
                     Storage::Memory,
                 ),
                 BackendKind::Sqlite => {
-                    use login_manager::stores::sqlite::SqliteRememberStore;
+                    use login_manager::stores::SqliteRememberStore;
                     let dir = tempfile::tempdir().expect("temp dir");
                     let url = format!("sqlite://{}?mode=rwc", dir.path().join("s.db").display());
                     let backend = SessionBackend::from_url(&url)
@@ -590,7 +592,7 @@ impl Env {
                     )
                 }
                 BackendKind::Postgres => {
-                    use login_manager::stores::postgres::PostgresRememberStore;
+                    use login_manager::stores::PostgresRememberStore;
                     if !reachable(&PG_UP, "postgres", &store_support::postgres_url()).await {
                         return None;
                     }
@@ -618,7 +620,7 @@ impl Env {
                     )
                 }
                 BackendKind::Redis => {
-                    use login_manager::stores::redis::RedisRememberStore;
+                    use login_manager::stores::RedisRememberStore;
                     if !reachable(&REDIS_UP, "redis", &store_support::redis_url()).await {
                         return None;
                     }
@@ -677,6 +679,7 @@ impl Env {
         let hasher = hasher();
         let users = Users::new(hasher.clone()).await;
         let manager = LoginManager::new(users.clone())
+            .password_hasher(hasher)
             .remember(Remember::new(remember.clone()).grace_period(options.grace));
         let router = Router::new()
             .route("/login", post(login))
@@ -693,7 +696,6 @@ impl Env {
                     .route("/layer", get(|| async { "members only" }))
                     .route_layer(login_required()),
             )
-            .layer(Extension(PasswordLogin::new(hasher)))
             .layer(manager.into_layer())
             .layer(layer);
         let env = Env {

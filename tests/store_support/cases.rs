@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use login_manager::remember::{RememberToken, Rotation};
+use login_manager::{RememberToken, Rotation};
 use time::OffsetDateTime;
 use tokio::sync::Barrier;
 
@@ -356,7 +356,7 @@ pub async fn device_cookies_survive_other_clients_locks(s: Stores) {
         let attempt = throttle.attempt(account, addr, None).await.unwrap();
         attempt.failed().await.unwrap();
     }
-    let locked = |r: &login_manager::Result<_>| matches!(r, Err(Error::Throttled { .. }));
+    let locked = |r: &Result<_, login_manager::Error>| matches!(r, Err(Error::Throttled { .. }));
     assert!(locked(&throttle.attempt("alice", addr, None).await));
     assert!(
         locked(&throttle.attempt("bob", addr, None).await),

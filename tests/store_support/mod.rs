@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use login_manager::remember::{MemoryRememberStore, RememberStore};
+use login_manager::{MemoryRememberStore, RememberStore};
 use login_manager::{MemoryThrottleStore, ThrottleStore};
 
 /// The stores under test, shared by the tasks of one test.
@@ -164,7 +164,7 @@ pub mod backends {
     /// A temporary database file, WAL mode, and table names that need quoting.
     #[cfg(feature = "sqlite")]
     pub async fn sqlite() -> Option<Backend> {
-        use login_manager::stores::sqlite::{SqliteRememberStore, SqliteThrottleStore};
+        use login_manager::stores::{SqliteRememberStore, SqliteThrottleStore};
         use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
         let dir = tempfile::tempdir().expect("temp dir");
@@ -213,7 +213,7 @@ pub mod backends {
     /// A private schema, created by the stores' `migrate()` and dropped at the end.
     #[cfg(feature = "postgres")]
     pub async fn postgres() -> Option<Backend> {
-        use login_manager::stores::postgres::{PostgresRememberStore, PostgresThrottleStore};
+        use login_manager::stores::{PostgresRememberStore, PostgresThrottleStore};
 
         let pool = postgres_pool().await?;
         let schema = unique("lm_test");
@@ -281,7 +281,7 @@ pub mod backends {
     #[cfg(feature = "redis")]
     pub async fn redis() -> Option<Backend> {
         use fred::prelude::*;
-        use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
+        use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
 
         let pool = redis_pool().await?;
         let prefix = format!("{}:", unique("lm-test"));

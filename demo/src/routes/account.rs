@@ -69,7 +69,7 @@ pub async fn change_password(
     mut auth: Auth,
     HtmlForm(form): HtmlForm<PasswordForm>,
 ) -> Result<Response, AppError> {
-    if let Err(refusal) = reauthenticate(&app, &mut auth, &form.current_password).await? {
+    if let Err(refusal) = reauthenticate(&mut auth, &form.current_password).await? {
         let message = format!("Current password: {}", refusal.message);
         let response = render_settings(&auth, refusal.status, &user, Some(message)).await?;
         return Ok(refusal.apply(response));

@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use http::StatusCode;
-use login_manager::{redirect::login_url, safe_next_or, AuthUser, LoginOptions, LoginOutcome};
+use login_manager::{login_url, safe_next, AuthUser, LoginOptions, LoginOutcome};
 use minijinja::context;
 use serde::Deserialize;
 
@@ -95,14 +95,13 @@ fn next_field(next: Option<&str>) -> Option<&str> {
 
 /// `POST /login`: the library's throttled, enumeration-safe password login.
 pub async fn login(
-    State(app): State<AppState>,
     mut auth: Auth,
     HtmlForm(form): HtmlForm<LoginForm>,
 ) -> Result<Response, AppError> {
     let remember = is_checked(form.remember.as_deref());
     let options = LoginOptions::new().remember(remember);
     let outcome = auth
-        .login_with_password(&app.login, &form.username, &form.password, options)
+        .login_with_password(&form.username, &form.password, options)
         .await?;
     let view = LoginPage {
         next: next_field(form.next.as_deref()),
@@ -113,7 +112,9 @@ pub async fn login(
     let refusal = match outcome {
         LoginOutcome::LoggedIn => {
             // The form field first, else `?next=` of the URL the form was posted to.
-            let next = safe_next_or(next_field(form.next.as_deref()), &auth.next_or("/"));
+            let next = next_field(form.next.as_deref())
+                .and_then(safe_next)
+                .unwrap_or_else(|| auth.next_or("/"));
             return Ok(Redirect::to(&next).into_response());
         }
         LoginOutcome::InvalidCredentials => Refusal::wrong(INVALID_CREDENTIALS),
@@ -240,20 +241,14 @@ pub async fn register(
 /// counted by the same throttle key as the login form, device cookie honoured; a success
 /// marks the session fresh under a new id). `Err` holds the refusal to render.
 pub async fn reauthenticate(
-    app: &AppState,
     auth: &mut Auth,
     password: &str,
 ) -> Result<Result<(), Refusal>, AppError> {
-    Ok(
-        match auth
-            .reauthenticate_with_password(&app.login, password)
-            .await?
-        {
-            LoginOutcome::LoggedIn => Ok(()),
-            LoginOutcome::InvalidCredentials => Err(Refusal::wrong("Wrong password.")),
-            LoginOutcome::Throttled { retry_after } => Err(Refusal::throttled(retry_after)),
-        },
-    )
+    Ok(match auth.reauthenticate_with_password(password).await? {
+        LoginOutcome::LoggedIn => Ok(()),
+        LoginOutcome::InvalidCredentials => Err(Refusal::wrong("Wrong password.")),
+        LoginOutcome::Throttled { retry_after } => Err(Refusal::throttled(retry_after)),
+    })
 }
 
 #[derive(Deserialize)]
@@ -276,7 +271,7 @@ async fn render_reauth(
 
 /// Nobody to re-authenticate: off to the login page, keeping `next`.
 fn to_login(next: Option<&str>) -> Response {
-    let next = next.and_then(login_manager::safe_next);
+    let next = next.and_then(safe_next);
     Redirect::to(&login_url("/login", next.as_deref())).into_response()
 }
 
@@ -292,7 +287,6 @@ pub async fn reauth_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Respon
 /// `POST /reauth`: a correct password makes the session fresh (`confirm_login`, which also
 /// gives it a new id), then `303` to `next`.
 pub async fn reauth(
-    State(app): State<AppState>,
     mut auth: Auth,
     HtmlForm(form): HtmlForm<ReauthForm>,
 ) -> Result<Response, AppError> {
@@ -300,12 +294,14 @@ pub async fn reauth(
     let Some(user) = auth.user().cloned() else {
         return Ok(to_login(next));
     };
-    if let Err(refusal) = reauthenticate(&app, &mut auth, &form.password).await? {
+    if let Err(refusal) = reauthenticate(&mut auth, &form.password).await? {
         let message = Some(refusal.message.clone());
         let response = render_reauth(&auth, refusal.status, &user, next, message).await?;
         return Ok(refusal.apply(response));
     }
     tracing::info!(user_id = user.id(), "re-authenticated");
-    let target = safe_next_or(next, &auth.next_or("/"));
+    let target = next
+        .and_then(safe_next)
+        .unwrap_or_else(|| auth.next_or("/"));
     Ok(Redirect::to(&target).into_response())
 }

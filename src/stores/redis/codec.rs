@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
-use crate::remember::{RememberToken, ValidatorHash};
-use crate::BoxError;
+use crate::error::BoxError;
+use crate::remember::{token::ValidatorHash, RememberToken};
 
 /// Escapes `{`, `}` and `%` so that a user id never ends a hash tag early or starts
 /// another; injective, so distinct users keep distinct keys. The empty id becomes a lone `%`,

@@ -1,45 +1,5 @@
-//! Redis stores (feature `redis`): [`RedisRememberStore`] and [`RedisThrottleStore`], on a
-//! fred 10 [`Pool`].
-//!
-//! Give them a clone of the [`Pool`] that `tower-sessions-redis-store` 0.16's `RedisStore`
-//! uses (clones share the connections), and [`init`](fred::prelude::ClientLike::init) it
-//! once. Every atomic step is one Lua script (`EVALSHA`, loaded again after a `NOSCRIPT`),
-//! and no script touches two hash slots, so the layout works on Redis Cluster as it is.
-//! Needs Redis 5 or later (or Valkey).
-//!
-//! # Keys
-//!
-//! Under a prefix (default `login:`), with `<tag>` the user id with `{`, `}` and `%`
-//! percent-encoded:
-//!
-//! | key | type | holds | expires |
-//! |---|---|---|---|
-//! | `login:remember:token:{<tag>}:<selector>` | hash | one token | with the token |
-//! | `login:remember:user:{<tag>}` | set | the user's selectors | with the user's last token |
-//! | `login:remember:selector:<selector>` | string | the user id, to find a token by selector | with the token, or later |
-//! | `login:throttle:<key>` | string | a failure count | with the window |
-//!
-//! One user's tokens and set share the hash tag `{<tag>}`, so listing and revoking all of a
-//! user's tokens are single-slot scripts, atomic even on a Cluster. Finding a token by
-//! selector therefore takes two round trips (selector → user, then the token).
-//!
-//! Redis deletes expired tokens and windows itself: [`RememberStore::delete_expired`](crate::remember::RememberStore::delete_expired) has
-//! nothing to do and answers 0, and an expired token is simply not found. Members of the
-//! per-user set whose token has expired are pruned whenever the set is listed.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use fred::prelude::*;
-//! use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
-//! use login_manager::{LoginThrottle, Remember};
-//!
-//! let pool = Pool::new(Config::from_url("redis://127.0.0.1:6379")?, None, None, None, 4)?;
-//! pool.init().await?;
-//! // let sessions = tower_sessions_redis_store::RedisStore::new(pool.clone());
-//! let remember = Remember::new(RedisRememberStore::new(pool.clone()));
-//! let throttle = LoginThrottle::new(RedisThrottleStore::new(pool));
-//! # Ok(()) }
-//! ```
+//! Redis stores (feature `redis`): [`RedisRememberStore`] and [`RedisThrottleStore`], one
+//! implementation on a fred 10 `Pool`. The key layout is documented in [`crate::stores`].
 
 mod codec;
 mod scripts;
@@ -51,9 +11,9 @@ use fred::clients::Pool;
 use fred::interfaces::{HashesInterface, KeysInterface};
 
 use super::{backend, window_entry, window_millis};
-use crate::remember::{RememberToken, Rotation, ValidatorHash};
+use crate::remember::{token::ValidatorHash, RememberToken, Rotation};
 use crate::throttle::ThrottleEntry;
-use crate::{BoxError, Result};
+use crate::{error::BoxError, Result};
 use codec::{escape_prefix, millis, tag, token_from_fields};
 use scripts::{
     CREATE, DELETE, DELETE_FOR_USER, FAILURES, LIST_FOR_USER, RECORD_FAILURE, RESOLVE_AND_EXTEND,
@@ -116,7 +76,7 @@ macro_rules! redis_store {
             /// The default key prefix, `login:`.
             ///
             /// ```
-            #[doc = concat!("use login_manager::stores::redis::", stringify!($name), ";")]
+            #[doc = concat!("use login_manager::stores::", stringify!($name), ";")]
             ///
             #[doc = concat!("assert_eq!(", stringify!($name), "::DEFAULT_PREFIX, \"login:\");")]
             /// ```
@@ -127,7 +87,7 @@ macro_rules! redis_store {
             ///
             /// ```no_run
             /// # fn run(pool: fred::clients::Pool) {
-            #[doc = concat!("use login_manager::stores::redis::", stringify!($name), ";")]
+            #[doc = concat!("use login_manager::stores::", stringify!($name), ";")]
             ///
             #[doc = concat!("let store = ", stringify!($name), "::new(pool);")]
             /// # }
@@ -141,7 +101,7 @@ macro_rules! redis_store {
             ///
             /// ```no_run
             /// # fn run(pool: fred::clients::Pool) {
-            #[doc = concat!("use login_manager::stores::redis::", stringify!($name), ";")]
+            #[doc = concat!("use login_manager::stores::", stringify!($name), ";")]
             ///
             #[doc = concat!("let store = ", stringify!($name), "::new(pool).key_prefix(\"myapp:\");")]
             /// # }
@@ -154,7 +114,7 @@ macro_rules! redis_store {
             /// The pool.
             ///
             /// ```no_run
-            #[doc = concat!("# fn run(store: login_manager::stores::redis::", stringify!($name), ") {")]
+            #[doc = concat!("# fn run(store: login_manager::stores::", stringify!($name), ") {")]
             /// let pool: fred::clients::Pool = store.pool().clone();
             /// # }
             /// ```
@@ -168,16 +128,16 @@ macro_rules! redis_store {
 }
 
 redis_store! {
-    /// Remember-me tokens in Redis: a [`RememberStore`](crate::remember::RememberStore) (see
-    /// the [module docs](self) for the key layout).
+    /// Remember-me tokens in Redis: a [`RememberStore`](crate::RememberStore) (see
+    /// [Redis](crate::stores#redis) for the key layout and Redis Cluster).
     ///
     /// Clones share the pool. Times are kept to the millisecond. Expired tokens are removed by
-    /// Redis itself, so [`find`](crate::remember::RememberStore::find) never returns one and
-    /// [`delete_expired`](crate::remember::RememberStore::delete_expired) has nothing to do.
+    /// Redis itself, so [`find`](crate::RememberStore::find) never returns one and
+    /// [`delete_expired`](crate::RememberStore::delete_expired) has nothing to do.
     ///
     /// ```no_run
     /// # fn run(pool: fred::clients::Pool) {
-    /// use login_manager::stores::redis::RedisRememberStore;
+    /// use login_manager::stores::RedisRememberStore;
     /// use login_manager::Remember;
     ///
     /// let store = RedisRememberStore::new(pool).key_prefix("myapp:login:");
@@ -190,12 +150,13 @@ redis_store! {
 redis_store! {
     /// Login-throttle windows in Redis: a [`ThrottleStore`](crate::ThrottleStore) keeping one
     /// counter per key, `INCR` and an expiry set by the increment that opened the window, in
-    /// one Lua script. Redis measures the window and deletes it when it ends. Clones share
-    /// the pool.
+    /// one Lua script, as `login:throttle:<key>` with the default prefix (see
+    /// [Redis](crate::stores#redis)). Redis measures the window and deletes it when it ends.
+    /// Clones share the pool.
     ///
     /// ```no_run
     /// # fn run(pool: fred::clients::Pool) {
-    /// use login_manager::stores::redis::RedisThrottleStore;
+    /// use login_manager::stores::RedisThrottleStore;
     /// use login_manager::LoginThrottle;
     ///
     /// let throttle = LoginThrottle::new(RedisThrottleStore::new(pool));
@@ -204,7 +165,7 @@ redis_store! {
     pub struct RedisThrottleStore(ThrottleKeys): ThrottleStore;
 }
 
-/// The operations of [`RememberStore`](crate::remember::RememberStore).
+/// The operations of [`RememberStore`](crate::RememberStore).
 impl RedisStore<RememberKeys> {
     pub(crate) async fn create(&self, token: RememberToken) -> Result<()> {
         backend(self.run_create(token)).await

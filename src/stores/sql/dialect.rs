@@ -8,8 +8,8 @@ use std::future::Future;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 use time::OffsetDateTime;
 
-use crate::remember::{RememberToken, ValidatorHash};
-use crate::BoxError;
+use crate::error::BoxError;
+use crate::remember::{token::ValidatorHash, RememberToken};
 
 /// Column types, the clock, and how times are bound.
 pub(crate) trait Dialect: Database {

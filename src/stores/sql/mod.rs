@@ -2,25 +2,7 @@
 //! (features `sqlite`, `postgres`), and the macro that wraps it into the public store types
 //! of `sqlite.rs` and `postgres.rs`. Nothing here is public: every statement is written once
 //! (`statements.rs`), each database only supplies its column types and its clock
-//! (`dialect.rs`), and see `docs/stores.md` for the resulting tables.
-//!
-//! # Tables
-//!
-//! Remember-me tokens (default table `login_remember_tokens`), primary key `selector`, indexed
-//! on `user_id` (list and revoke-all) and `expires_at` (cleanup):
-//!
-//! | column | type | |
-//! |---|---|---|
-//! | `selector` | text | primary key |
-//! | `validator_hash`, `previous_hash` | bytes | SHA-256 of the validators |
-//! | `rotated_at`, `created_at`, `last_used_at`, `expires_at` | time | |
-//! | `user_id`, `auth_hash`, `user_agent` | text | |
-//!
-//! Throttle windows (default table `login_throttle`): `key` text primary key, `failures`
-//! integer, `window_end` time, indexed on `window_end`.
-//!
-//! "time" is `TIMESTAMPTZ` on Postgres and an `INTEGER` of Unix milliseconds on SQLite;
-//! "bytes" is `BYTEA` / `BLOB`. Throttle windows are computed by the database's clock.
+//! (`dialect.rs`). The resulting tables are documented in [`crate::stores`].
 
 pub(crate) mod dialect;
 pub(crate) mod statements;
@@ -31,7 +13,7 @@ use std::time::Duration;
 use sqlx::Pool;
 
 use super::{backend, delete_expired_every, window_entry, window_millis};
-use crate::remember::{RememberToken, Rotation, ValidatorHash};
+use crate::remember::{token::ValidatorHash, RememberToken, Rotation};
 use crate::throttle::ThrottleEntry;
 use crate::Result;
 use dialect::{Arg, Backend};
@@ -111,7 +93,7 @@ impl<DB: Backend, K: Kind> SqlStore<DB, K> {
     }
 }
 
-/// The operations of [`RememberStore`](crate::remember::RememberStore).
+/// The operations of [`RememberStore`](crate::RememberStore).
 impl<DB: Backend> SqlStore<DB, RememberTable> {
     pub(crate) async fn create(&self, token: RememberToken) -> Result<()> {
         let args = vec![
@@ -215,7 +197,6 @@ macro_rules! sql_store {
     (
         $(#[$doc:meta])*
         pub struct $name:ident($db:ty, $kind:ty): $store_trait:ident {
-            module: $module:literal,
             pool: $pool:literal,
             table: $table:literal $(,)?
         }
@@ -236,7 +217,7 @@ macro_rules! sql_store {
             #[doc = concat!("The default table name, `", $table, "`.")]
             ///
             /// ```
-            #[doc = concat!("use login_manager::stores::", $module, "::", stringify!($name), ";")]
+            #[doc = concat!("use login_manager::stores::", stringify!($name), ";")]
             ///
             #[doc = concat!("assert_eq!(", stringify!($name), "::DEFAULT_TABLE, \"", $table, "\");")]
             /// ```
@@ -248,7 +229,7 @@ macro_rules! sql_store {
             ///
             /// ```no_run
             #[doc = concat!("# fn run(pool: ", $pool, ") {")]
-            #[doc = concat!("use login_manager::stores::", $module, "::", stringify!($name), ";")]
+            #[doc = concat!("use login_manager::stores::", stringify!($name), ";")]
             ///
             #[doc = concat!("let store = ", stringify!($name), "::new(pool);")]
             /// # }
@@ -262,7 +243,7 @@ macro_rules! sql_store {
             ///
             /// ```no_run
             #[doc = concat!("# fn run(pool: ", $pool, ") {")]
-            #[doc = concat!("use login_manager::stores::", $module, "::", stringify!($name), ";")]
+            #[doc = concat!("use login_manager::stores::", stringify!($name), ";")]
             ///
             #[doc = concat!("let store = ", stringify!($name), "::new(pool).table_name(\"my_", $table, "\");")]
             /// # }
@@ -275,7 +256,7 @@ macro_rules! sql_store {
             /// The connection pool.
             ///
             /// ```no_run
-            #[doc = concat!("# fn run(store: login_manager::stores::", $module, "::", stringify!($name), ") {")]
+            #[doc = concat!("# fn run(store: login_manager::stores::", stringify!($name), ") {")]
             #[doc = concat!("let pool: &", $pool, " = store.pool();")]
             /// # }
             /// ```
@@ -296,7 +277,7 @@ macro_rules! sql_store {
             /// reached.
             ///
             /// ```no_run
-            #[doc = concat!("# async fn run(store: login_manager::stores::", $module, "::", stringify!($name), ") -> login_manager::Result<()> {")]
+            #[doc = concat!("# async fn run(store: login_manager::stores::", stringify!($name), ") -> login_manager::Result<()> {")]
             /// store.migrate().await?;
             /// # Ok(()) }
             /// ```
@@ -316,7 +297,7 @@ macro_rules! sql_store {
             /// reached.
             ///
             /// ```no_run
-            #[doc = concat!("# async fn run(store: login_manager::stores::", $module, "::", stringify!($name), ") -> login_manager::Result<()> {")]
+            #[doc = concat!("# async fn run(store: login_manager::stores::", stringify!($name), ") -> login_manager::Result<()> {")]
             /// let deleted = store.delete_expired().await?;
             /// # Ok(()) }
             /// ```
@@ -330,7 +311,7 @@ macro_rules! sql_store {
             /// tick.
             ///
             /// ```no_run
-            #[doc = concat!("# fn run(store: login_manager::stores::", $module, "::", stringify!($name), ") {")]
+            #[doc = concat!("# fn run(store: login_manager::stores::", stringify!($name), ") {")]
             /// use std::time::Duration;
             ///
             /// let cleanup = tokio::spawn(store.clone().continuously_delete_expired(Duration::from_secs(3600)));

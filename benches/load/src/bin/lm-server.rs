@@ -28,13 +28,10 @@ use axum::{
     Extension, Form, Router,
 };
 use login_manager::{
-    remember::{parse_token, MemoryRememberStore, RememberStore, RememberToken},
-    stores::{
-        postgres::PostgresRememberStore, redis::RedisRememberStore, sqlite::SqliteRememberStore,
-    },
-    testing::remember_token_like,
-    AuthSession, CookieOptions, LoginManager, LoginOptions, LoginRequired, PasswordHasher,
-    Remember, UserLoader,
+    __private::parse_token, __private::remember_token_like, stores::PostgresRememberStore,
+    stores::RedisRememberStore, stores::SqliteRememberStore, AuthSession, CookieOptions,
+    LoginManager, LoginOptions, LoginRequired, MemoryRememberStore, PasswordHasher, Remember,
+    RememberStore, RememberToken, UserLoader,
 };
 use login_manager_load::{greeting, public, serve, LoginForm, User, Users, USER_AGENT};
 use login_manager_sessions::{SessionBackend, SessionConfig};
@@ -61,7 +58,7 @@ async fn protected(LoginRequired(user): LoginRequired<User>) -> String {
 async fn bench_login(
     mut auth: AuthSession<Loader>,
     headers: axum::http::HeaderMap,
-) -> login_manager::Result<&'static str> {
+) -> Result<&'static str, login_manager::Error> {
     let user = auth.loader().0.alice();
     let remember = headers.contains_key("x-remember");
     auth.login_user_with(&user, LoginOptions::new().remember(remember))
@@ -73,7 +70,7 @@ async fn login(
     mut auth: AuthSession<Loader>,
     Extension(hasher): Extension<PasswordHasher>,
     Form(form): Form<LoginForm>,
-) -> login_manager::Result<Response> {
+) -> Result<Response, login_manager::Error> {
     let user = auth.loader().0.by_name(&form.username);
     let stored = user.as_ref().map(|u| u.password_hash.as_str());
     let valid = hasher.verify_user(&form.password, stored).await?.valid;
@@ -165,7 +162,7 @@ async fn backend_stores(url: &str, no_ping: bool) -> (SessionBackend, Arc<dyn Re
 
 /// `store`, once its table was created (`migration`, the outcome of its `migrate()`).
 fn migrated(
-    migration: login_manager::Result<()>,
+    migration: Result<(), login_manager::Error>,
     store: impl RememberStore,
 ) -> Arc<dyn RememberStore> {
     migration.expect("create the remember table");

@@ -1,24 +1,28 @@
-//! Entry points for the fuzz targets in `fuzz/` (the `fuzzing` feature).
-//!
-//! This module exists only so that `cargo fuzz` can reach two parsers that are private to the
-//! crate: the session's auth record and the Werkzeug password-hash parser. It is not part of
-//! the supported API: names and signatures may change in any release. The public parsers
-//! ([`parse_token`](crate::remember::parse_token), [`safe_next`](crate::safe_next)) are
-//! fuzzed directly.
+//! `login_manager::__private` (feature `__private`): entry points for this repository's own
+//! tests, benchmarks and fuzz targets into parts that are private to the crate — the parsers
+//! (auth record, Werkzeug hashes, remember cookies, `next`), client addresses, and minting of
+//! remember tokens for seeding stores. Not an API for apps: names and signatures change in any
+//! release.
+
+use std::{net::IpAddr, time::Duration};
+
+use http::request::Parts;
+
+pub use crate::redirect::next::{next_from_query, MAX_DECODE_ROUNDS, MAX_NEXT_LEN};
+pub use crate::remember::token::{parse_token, Minted, ParsedToken};
 
 use crate::{
     password::werkzeug,
     record::{self, AuthRecord, AuthState, Source},
-    Duration,
 };
 
 /// Timeouts an application may configure, from none to absurdly long.
 const TIMEOUTS: [Option<Duration>; 6] = [
     None,
     Some(Duration::ZERO),
-    Some(Duration::minutes(30)),
-    Some(Duration::hours(12)),
-    Some(Duration::days(365)),
+    Some(Duration::from_secs(30 * 60)),
+    Some(Duration::from_secs(12 * 60 * 60)),
+    Some(Duration::from_secs(365 * 24 * 60 * 60)),
     Some(Duration::MAX),
 ];
 
@@ -151,4 +155,29 @@ pub fn parse_werkzeug_hash(stored: &str) -> Result<WerkzeugHash<'_>, &'static st
         salt: hash.salt,
         hex_digest: hash.hex_digest,
     })
+}
+
+/// The client address a [`LoginThrottle`](crate::LoginThrottle) with these trusted proxies
+/// counts a request under.
+pub fn client_addr(parts: &Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+    crate::client::PeerInfo::from_parts(parts).client_addr(trusted_proxies)
+}
+
+/// A new remember-me cookie value (random selector and validator, as a login would issue) and
+/// what a [`RememberStore`](crate::RememberStore) keeps of it.
+pub fn mint_remember_token() -> Minted {
+    crate::remember::token::mint()
+}
+
+/// `template` (a token a real login issued) under a new selector and validator, and the
+/// cookie value that presents it: another remembered browser of the same user, for seeding a
+/// store in tests and benchmarks.
+pub fn remember_token_like(template: &crate::RememberToken) -> (crate::RememberToken, String) {
+    let minted = mint_remember_token();
+    let token = crate::RememberToken {
+        selector: minted.selector,
+        validator_hash: minted.validator_hash,
+        ..template.clone()
+    };
+    (token, minted.cookie_value)
 }
