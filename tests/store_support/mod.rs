@@ -3,8 +3,10 @@
 //!
 //! Postgres and Redis are looked for at `LOGIN_MANAGER_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and `LOGIN_MANAGER_TEST_REDIS_URL` (default
-//! `redis://127.0.0.1:6379`). When one is not reachable, its tests print `SKIPPED` and pass,
-//! except with `CI=true`, where they fail.
+//! `redis://127.0.0.1:6379`), and a Redis Cluster (`tests/redis_cluster.rs`) at
+//! `LOGIN_MANAGER_TEST_REDIS_CLUSTER_URL` (default `redis-cluster://127.0.0.1:7101`, the one
+//! `tests/support/redis-cluster.sh start` brings up). When one is not reachable, its tests print
+//! `SKIPPED` and pass, except with `CI=true`, where they fail.
 #![allow(dead_code)] // each test file uses a different part of this support module
 
 pub mod cases;
@@ -27,6 +29,45 @@ pub struct Stores {
     /// `delete_expired` has nothing to delete.
     pub native_expiry: bool,
 }
+
+/// One test per case of [`cases`] for `$backend` (a function of [`backends`]), in a module
+/// named after the backend.
+#[allow(unused_macros)] // not every test file that includes this module runs the cases
+macro_rules! conformance {
+    ($backend:ident: $($case:ident),+ $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::store_support::run(
+                        crate::store_support::backends::$backend,
+                        crate::store_support::cases::$case,
+                    )
+                    .await;
+                }
+            )+
+        }
+    };
+    ($($backend:ident),+ $(,)?) => {
+        $($crate::store_support::conformance!($backend:
+            create_then_find,
+            rotate_needs_the_expected_hash,
+            delete_removes_one_token,
+            list_and_delete_for_user,
+            expired_tokens_are_cleaned_up,
+            concurrent_rotations_have_one_winner,
+            throttle_counts_failures,
+            throttle_window_is_fixed_and_restarts,
+            throttle_reset,
+            throttle_concurrent_increments,
+            device_cookies_survive_other_clients_locks,
+        );)+
+    };
+}
+// By path, `store_support::conformance!`: `tests/conformance.rs` and `tests/redis_cluster.rs`
+// run the same list of cases.
+#[allow(unused_imports)] // as the macro
+pub(crate) use conformance;
 
 type Teardown = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -101,6 +142,11 @@ pub fn postgres_url() -> String {
 pub fn redis_url() -> String {
     std::env::var("LOGIN_MANAGER_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub fn redis_cluster_url() -> String {
+    std::env::var("LOGIN_MANAGER_TEST_REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis-cluster://127.0.0.1:7101".to_owned())
 }
 
 /// How long a test waits for a service to answer before calling it unreachable.
@@ -241,38 +287,98 @@ pub mod backends {
     /// A connected fred pool, or `None` (skipped) when the server is not reachable.
     #[cfg(feature = "redis")]
     pub async fn redis_pool() -> Option<fred::clients::Pool> {
-        use fred::prelude::*;
-
-        let url = redis_url();
-        let pool = Pool::new(
-            Config::from_url(&url).expect("redis url"),
-            None,
-            None,
-            None,
-            4,
-        )
-        .expect("redis pool");
-        match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
-            Ok(Ok(_)) => Some(pool),
-            Ok(Err(error)) => unavailable("redis", &url, &error),
-            Err(elapsed) => unavailable("redis", &url, &elapsed),
-        }
+        connect_redis("redis", &redis_url(), "").await
     }
 
-    /// Deletes every key under `prefix`.
+    /// A fred pool connected to a Redis Cluster (a `redis-cluster://` URL: fred's
+    /// `ServerConfig::Clustered`, which follows `MOVED` and routes each command by its keys'
+    /// slot), or `None` (skipped) when it is not reachable.
     #[cfg(feature = "redis")]
-    pub async fn delete_keys(pool: &fred::clients::Pool, prefix: &str) {
+    pub async fn redis_cluster_pool() -> Option<fred::clients::Pool> {
+        let hint = " (run tests/support/redis-cluster.sh start)";
+        let pool = connect_redis("Redis Cluster", &redis_cluster_url(), hint).await?;
+        assert!(
+            fred::prelude::ClientLike::is_clustered(&pool),
+            "LOGIN_MANAGER_TEST_REDIS_CLUSTER_URL must be a redis-cluster:// URL"
+        );
+        Some(pool)
+    }
+
+    #[cfg(feature = "redis")]
+    async fn connect_redis(service: &str, url: &str, hint: &str) -> Option<fred::clients::Pool> {
         use fred::prelude::*;
+
+        let config = Config::from_url(url).expect("redis url");
+        let pool = Pool::new(config, None, None, None, 4).expect("redis pool");
+        let error = match tokio::time::timeout(CONNECT_TIMEOUT, pool.init()).await {
+            Ok(Ok(_)) => return Some(pool),
+            Ok(Err(error)) => error.to_string(),
+            Err(elapsed) => elapsed.to_string(),
+        };
+        let _ = pool.quit().await;
+        unavailable(service, url, &format!("{error}{hint}"))
+    }
+
+    /// The primaries of a Redis Cluster, from fred's view of the slots: commands sent to one
+    /// of them with `with_cluster_node` reach that node only. `None` for a single server.
+    #[cfg(feature = "redis")]
+    pub fn cluster_primaries(
+        pool: &fred::clients::Pool,
+    ) -> Option<Vec<fred::types::config::Server>> {
+        let clients = pool.next().split_cluster().ok()?;
+        Some(
+            clients
+                .iter()
+                .flat_map(|c| fred::prelude::ClientLike::client_config(c).server.hosts())
+                .collect(),
+        )
+    }
+
+    /// The keys under `prefix`: `KEYS` answers for one node only, so on a Cluster it is asked
+    /// of every primary.
+    #[cfg(feature = "redis")]
+    pub async fn list_keys(pool: &fred::clients::Pool, prefix: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        match cluster_primaries(pool) {
+            Some(primaries) => {
+                for node in primaries {
+                    keys.extend(node_keys(pool, &node, prefix).await);
+                }
+            }
+            None => keys = keys_command(pool, prefix).await,
+        }
+        keys
+    }
+
+    /// The keys under `prefix` held by one node of a Cluster.
+    #[cfg(feature = "redis")]
+    pub async fn node_keys(
+        pool: &fred::clients::Pool,
+        node: &fred::types::config::Server,
+        prefix: &str,
+    ) -> Vec<String> {
+        keys_command(&pool.next().with_cluster_node(node.clone()), prefix).await
+    }
+
+    #[cfg(feature = "redis")]
+    async fn keys_command(client: &impl fred::prelude::ClientLike, prefix: &str) -> Vec<String> {
         use fred::types::CustomCommand;
 
-        let keys: Vec<String> = pool
+        client
             .custom(
                 CustomCommand::new_static("KEYS", None, false),
                 vec![format!("{prefix}*")],
             )
             .await
-            .expect("list test keys");
-        for key in keys {
+            .expect("list test keys")
+    }
+
+    /// Deletes every key under `prefix` (on every node of a Cluster).
+    #[cfg(feature = "redis")]
+    pub async fn delete_keys(pool: &fred::clients::Pool, prefix: &str) {
+        use fred::prelude::*;
+
+        for key in list_keys(pool, prefix).await {
             let _: i64 = pool.del(key).await.expect("delete a test key");
         }
     }
@@ -280,10 +386,20 @@ pub mod backends {
     /// A private key prefix, whose keys are deleted at the end.
     #[cfg(feature = "redis")]
     pub async fn redis() -> Option<Backend> {
+        redis_stores(redis_pool().await?).await
+    }
+
+    /// The same, on a Redis Cluster.
+    #[cfg(feature = "redis")]
+    pub async fn redis_cluster() -> Option<Backend> {
+        redis_stores(redis_cluster_pool().await?).await
+    }
+
+    #[cfg(feature = "redis")]
+    async fn redis_stores(pool: fred::clients::Pool) -> Option<Backend> {
         use fred::prelude::*;
         use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
 
-        let pool = redis_pool().await?;
         let prefix = format!("{}:", unique("lm-test"));
         let remember = RedisRememberStore::new(pool.clone()).key_prefix(&prefix);
         let throttle = RedisThrottleStore::new(pool.clone()).key_prefix(&prefix);
