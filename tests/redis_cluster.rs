@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use fred::clients::Pool;
 use fred::prelude::*;
-use login_manager::remember::{RememberStore, RememberToken, Rotation};
-use login_manager::stores::redis::{RedisRememberStore, RedisThrottleStore};
+use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
 use login_manager::ThrottleStore;
+use login_manager::{RememberStore, RememberToken, Rotation};
 use store_support::backends::{cluster_primaries, delete_keys, node_keys, redis_cluster_pool};
 use store_support::{conformance, unique, with_teardown};
 use time::OffsetDateTime;

@@ -295,6 +295,7 @@ pub mod backends {
     /// slot), or `None` (skipped) when it is not reachable.
     #[cfg(feature = "redis")]
     pub async fn redis_cluster_pool() -> Option<fred::clients::Pool> {
+        start_local_cluster();
         let hint = " (run tests/support/redis-cluster.sh start)";
         let pool = connect_redis("Redis Cluster", &redis_cluster_url(), hint).await?;
         assert!(
@@ -302,6 +303,31 @@ pub mod backends {
             "LOGIN_MANAGER_TEST_REDIS_CLUSTER_URL must be a redis-cluster:// URL"
         );
         Some(pool)
+    }
+
+    /// Brings up the local three-node cluster (once per test process) unless the tests were
+    /// pointed at another one: the README's test command needs no set-up of its own. A failure
+    /// is left to the connection attempt to report.
+    #[cfg(feature = "redis")]
+    fn start_local_cluster() {
+        static STARTED: std::sync::Once = std::sync::Once::new();
+        if std::env::var_os("LOGIN_MANAGER_TEST_REDIS_CLUSTER_URL").is_some() {
+            return;
+        }
+        STARTED.call_once(|| {
+            let script = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/redis-cluster.sh"
+            );
+            match std::process::Command::new(script).arg("start").output() {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => eprintln!(
+                    "{script} start failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(error) => eprintln!("{script} start did not run: {error}"),
+            }
+        });
     }
 
     #[cfg(feature = "redis")]
