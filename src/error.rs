@@ -72,17 +72,31 @@ pub enum Error {
         retry_after: Duration,
     },
 
+    /// Too many password checks are already waiting for a hashing thread
+    /// ([`PasswordHasher::max_queued`](crate::PasswordHasher::max_queued)): answered at once
+    /// with 503 and `Retry-After` rather than with an ever longer wait.
+    #[error("too many password checks waiting; retry in {} s", retry_after.as_secs())]
+    Overloaded {
+        /// When to try again.
+        retry_after: Duration,
+    },
+
     /// The configuration is invalid (for example a login view that is not a path).
     #[error("invalid configuration: {0}")]
     Config(String),
 }
 
 impl Error {
-    /// True for failures of infrastructure (stores, loader, timeouts), answered with 503.
+    /// True for failures of infrastructure (stores, loader, timeouts, an overloaded password
+    /// hasher), answered with 503.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            Error::Session(_) | Error::Loader(_) | Error::Store(_) | Error::Timeout(_)
+            Error::Session(_)
+                | Error::Loader(_)
+                | Error::Store(_)
+                | Error::Timeout(_)
+                | Error::Overloaded { .. }
         )
     }
 
@@ -115,7 +129,7 @@ impl IntoResponse for Error {
             _ => self.to_string(),
         };
         let mut response = (status, body).into_response();
-        if let Error::Throttled { retry_after } = &self {
+        if let Error::Throttled { retry_after } | Error::Overloaded { retry_after } = &self {
             let secs = retry_after.as_secs().max(1);
             response
                 .headers_mut()

@@ -5,6 +5,7 @@ use std::sync::{Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use axum::{http::header, http::StatusCode, response::IntoResponse};
 use login_manager::{Error, PasswordHasher, Verified};
 
 const VALID_NO_REHASH: Verified = Verified {
@@ -235,7 +236,7 @@ async fn unknown_user_costs_the_same_as_a_wrong_password() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn semaphore_bounds_concurrent_computations() {
+async fn hashing_threads_bound_concurrent_computations() {
     // Heavy enough (8 MiB, 2 passes: ~10 ms) that two computations overlap even on a busy
     // machine, light enough for debug builds (the KDF crates are optimised there too).
     let hasher = PasswordHasher::new()
@@ -261,7 +262,7 @@ async fn semaphore_bounds_concurrent_computations() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_verification_keeps_its_permit_until_it_finishes() {
+async fn a_started_computation_keeps_its_thread_when_its_caller_is_cancelled() {
     // Long enough (64 MiB, 3 passes) that the second call would overlap if the first call's
     // permit were released when its caller was cancelled.
     let hasher = PasswordHasher::new()
@@ -287,6 +288,83 @@ async fn zero_permits_means_one() {
     let phc = hasher.hash("hunter2").await.unwrap();
     assert!(hasher.verify("hunter2", &phc).await.unwrap().valid);
     assert_eq!(hasher.peak_concurrency(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_refused_at_once_with_503_and_retry_after() {
+    // One thread, one waiting place: of eight checks submitted together, at most two are
+    // taken (one running, one queued); the others are refused without waiting for them.
+    let hasher = PasswordHasher::new()
+        .with_params(32_768, 2, 1)
+        .unwrap()
+        .max_concurrent(1)
+        .max_queued(1);
+    let phc = hasher.hash("hunter2").await.unwrap();
+    let before = hasher.hash_count();
+    let check = || hasher.verify("hunter2", &phc);
+    // `join!` submits all eight in one poll, microseconds apart.
+    let (a, b, c, d, e, f, g, h) = tokio::join!(
+        check(),
+        check(),
+        check(),
+        check(),
+        check(),
+        check(),
+        check(),
+        check()
+    );
+    let results = [a, b, c, d, e, f, g, h];
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(refused.len() >= 6, "{} refused", refused.len());
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .all(|v| v.valid));
+    assert_eq!(
+        hasher.hash_count() - before,
+        8 - refused.len() as u64,
+        "refused ones cost nothing"
+    );
+    for error in refused {
+        assert!(matches!(error, Error::Overloaded { .. }), "{error:?}");
+    }
+
+    let response = Error::Overloaded {
+        retry_after: std::time::Duration::from_secs(1),
+    }
+    .into_response();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+}
+
+/// The scheduling policies (field 41 of `/proc/<pid>/task/<tid>/stat`) of the hashing threads.
+#[cfg(target_os = "linux")]
+fn hashing_thread_policies() -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("lm-argon2-") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+        // Fields after the parenthesised name (field 2) start with field 3.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = after_name.split(' ').nth(41 - 3).unwrap();
+        policies.push(policy.parse().unwrap());
+    }
+    policies
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn hashing_runs_on_threads_of_the_lowest_priority() {
+    const SCHED_IDLE: u32 = 5;
+    let hasher = small().max_concurrent(3);
+    hasher.hash("hunter2").await.unwrap();
+    let policies = hashing_thread_policies();
+    // Other tests of this binary run hashers of their own: at least this one's three threads.
+    assert!(policies.len() >= 3, "{policies:?}");
+    assert!(policies.iter().all(|&p| p == SCHED_IDLE), "{policies:?}");
 }
 
 #[test]

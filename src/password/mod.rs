@@ -2,12 +2,14 @@
 //! [`PasswordHasher`].
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use argon2::password_hash::{self, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
-use tokio::sync::Semaphore;
+
+use pool::{Full, Job, Pool};
 
 use crate::{Error, Result};
 
@@ -19,6 +21,15 @@ const OWASP_PARAMS: Params = match Params::new(19 * 1024, 2, 1, Some(Params::DEF
 };
 /// Default maximum password length, in bytes.
 const DEFAULT_MAX_PASSWORD_LEN: usize = 1024;
+/// The default of [`PasswordHasher::max_queued`] per hashing thread: about two seconds of work
+/// at the default parameters.
+const QUEUED_PER_THREAD: usize = 64;
+/// A bound on [`PasswordHasher::max_concurrent`]: threads are real OS threads.
+const MAX_THREADS: usize = 1024;
+/// How long a caller waits for its computation before [`Error::Overloaded`].
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// The `Retry-After` of [`Error::Overloaded`]: the queue drains in about that time.
+const RETRY_WHEN_OVERLOADED: Duration = Duration::from_secs(1);
 
 /// Largest argon2 memory cost accepted from a stored hash, in KiB (2 GiB, RFC 9106's first
 /// recommendation), unless the configured cost is larger. A corrupted or planted row must not
@@ -66,18 +77,24 @@ impl Verified {
     };
 }
 
-/// Hashes and verifies passwords with argon2id, on blocking threads, a bounded number at a time.
+/// Hashes and verifies passwords with argon2id, on a few low-priority threads of its own.
 ///
 /// `PasswordHasher` exists so that the safe way to check a password is also the easy way:
 ///
-/// - **No executor stalls.** An argon2id computation with the default parameters takes tens of
-///   milliseconds of CPU. Run inline in a handler it would block a Tokio worker thread and every
-///   request queued behind it; here it always runs on [`tokio::task::spawn_blocking`].
-/// - **Bounded memory.** Each computation allocates its full memory cost (about 19 MiB by
-///   default). A [`Semaphore`] caps how many run at once
-///   ([`max_concurrent`](Self::max_concurrent)), so a burst of logins queues instead of
-///   exhausting memory. The permit is held by the blocking task itself, so a caller that gives
-///   up (a dropped request) cannot free a slot while its computation is still running.
+/// - **No executor stalls, calm under a login storm.** An argon2id computation with the
+///   default parameters takes tens of milliseconds of CPU. Run inline in a handler it would
+///   block a Tokio worker thread and every request queued behind it. Here it runs on
+///   [`max_concurrent`](Self::max_concurrent) threads of the hasher's own at the lowest
+///   priority (`SCHED_IDLE` on Linux), so that the OS runs request threads first: during a
+///   storm of logins, other pages stay fast and the logins share what is left.
+/// - **Bounded memory, bounded waits.** Each thread keeps one argon2 memory (about 19 MiB by
+///   default) and reuses it, so memory is `max_concurrent × m_cost`, however many logins
+///   arrive. At most [`max_queued`](Self::max_queued) computations wait for a thread; past
+///   that, the answer is an immediate [`Error::Overloaded`] (503 with `Retry-After`), never an
+///   ever longer wait (nor one past 30 seconds, when the machine is saturated by work of
+///   higher priority). A computation whose caller gave up before a thread was free (a
+///   dropped request) is skipped; one that started runs to its end on its thread, so it
+///   cannot overrun the bound.
 /// - **Bounded input.** argon2 accepts passwords of up to 4 GiB, and axum's default body limit
 ///   is 2 MB. Passwords longer than [`max_password_len`](Self::max_password_len) are never
 ///   hashed: [`hash`](Self::hash) refuses a new one with [`Error::PasswordTooLong`], and
@@ -148,13 +165,16 @@ struct Config {
     params: Params,
     max_password_len: usize,
     max_concurrent: usize,
+    /// `None`: [`QUEUED_PER_THREAD`] per thread, however many threads are set.
+    max_queued: Option<usize>,
 }
 
 #[derive(Debug)]
 struct Inner {
     config: Config,
-    /// In an `Arc` of its own so that an owned permit can move into the blocking task.
-    semaphore: Arc<Semaphore>,
+    /// Started at the first computation, with the final configuration: a hasher that is only
+    /// configured (or never used) costs no threads.
+    pool: OnceLock<Pool>,
     // Counted always (two relaxed atomics next to an argon2 run); read only by the
     // `__private` hooks.
     #[cfg_attr(not(feature = "__private"), allow(dead_code))]
@@ -186,13 +206,14 @@ impl PasswordHasher {
             params: OWASP_PARAMS,
             max_password_len: DEFAULT_MAX_PASSWORD_LEN,
             max_concurrent,
+            max_queued: None,
         })
     }
 
     fn from_config(config: Config) -> Self {
         Self {
             inner: Arc::new(Inner {
-                semaphore: Arc::new(Semaphore::new(config.max_concurrent)),
+                pool: OnceLock::new(),
                 config,
                 computations: AtomicU64::new(0),
                 running: AtomicUsize::new(0),
@@ -250,9 +271,21 @@ impl PasswordHasher {
     /// ```
     /// let hasher = login_manager::PasswordHasher::new().max_concurrent(2);
     /// ```
-    pub fn max_concurrent(self, permits: usize) -> Self {
-        let permits = permits.clamp(1, Semaphore::MAX_PERMITS);
-        self.reconfigure(|config| config.max_concurrent = permits)
+    pub fn max_concurrent(self, threads: usize) -> Self {
+        self.reconfigure(|config| config.max_concurrent = threads.clamp(1, MAX_THREADS))
+    }
+
+    /// Sets how many computations may wait for a hashing thread (default 64 per thread, about
+    /// two seconds of work at the default parameters). Past it, [`hash`](Self::hash),
+    /// [`verify`](Self::verify) and [`verify_user`](Self::verify_user) answer at once with
+    /// [`Error::Overloaded`] (a 503 with `Retry-After`) instead of making the request wait
+    /// longer and longer during a login storm. 0 is taken as 1.
+    ///
+    /// ```
+    /// let hasher = login_manager::PasswordHasher::new().max_queued(16);
+    /// ```
+    pub fn max_queued(self, jobs: usize) -> Self {
+        self.reconfigure(|config| config.max_queued = Some(jobs.max(1)))
     }
 
     /// Hashes a password with argon2id and a random salt, returning a PHC string to store.
@@ -274,15 +307,8 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &str) -> Result<String> {
         self.check_len(password)?;
         let password = password.to_owned();
-        self.compute(move |inner| {
-            let salt = password_hash::SaltString::generate(&mut OsRng);
-            inner
-                .argon2()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(|e| Error::PasswordHash(e.to_string()))
-        })
-        .await?
+        self.compute(move |inner, memory| inner.hash(password.as_bytes(), memory))
+            .await?
     }
 
     /// Checks a password against a stored hash.
@@ -316,7 +342,7 @@ impl PasswordHasher {
             return Ok(Verified::INVALID);
         }
         let (password, stored) = (password.to_owned(), phc.to_owned());
-        self.compute(move |inner| inner.verify(password.as_bytes(), &stored))
+        self.compute(move |inner, memory| inner.verify(password.as_bytes(), &stored, memory))
             .await
     }
 
@@ -354,8 +380,8 @@ impl PasswordHasher {
             None if self.is_too_long(password) => Ok(Verified::INVALID),
             None => {
                 let password = password.to_owned();
-                self.compute(move |inner| {
-                    inner.dummy_verify(password.as_bytes());
+                self.compute(move |inner, memory| {
+                    inner.dummy_verify(password.as_bytes(), memory);
                     Verified::INVALID
                 })
                 .await
@@ -394,28 +420,40 @@ impl PasswordHasher {
         Ok(())
     }
 
-    /// Runs one hash computation on a blocking thread once a permit is free.
+    /// Runs one hash computation on the hasher's threads, or refuses it at once when the
+    /// queue is full.
     async fn compute<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Inner) -> T + Send + 'static,
+        work: impl FnOnce(&Inner, &mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T> {
-        let permit = Arc::clone(&self.inner.semaphore)
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::PasswordHash("the hasher's semaphore was closed".to_owned()))?;
+        let (done, result) = tokio::sync::oneshot::channel();
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            // Moved in, so the permit is released when the computation ends, not when the
-            // (possibly cancelled) caller stops waiting for it.
-            let _permit = permit;
+        let job: Job = Box::new(move |memory| {
+            if done.is_closed() {
+                return; // the caller gave up before a thread was free: no one needs it
+            }
             inner.computations.fetch_add(1, Ordering::Relaxed);
             let now = inner.running.fetch_add(1, Ordering::SeqCst) + 1;
             inner.peak.fetch_max(now, Ordering::SeqCst);
             let _running = Running(&inner.running);
-            work(&inner)
-        })
-        .await
-        .map_err(|e| Error::PasswordHash(format!("the hashing task failed: {e}")))
+            // The caller may have stopped waiting (request cancelled): nothing to tell then.
+            let _ = done.send(work(&inner, memory));
+        });
+        self.inner
+            .pool()
+            .submit(job)
+            .map_err(|Full| Error::Overloaded {
+                retry_after: RETRY_WHEN_OVERLOADED,
+            })?;
+        match tokio::time::timeout(MAX_WAIT, result).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(Error::PasswordHash("the hashing task failed".to_owned())),
+            // The hashing threads only get the CPU the rest of the machine leaves: when it is
+            // saturated for this long, refuse like a full queue.
+            Err(_) => Err(Error::Overloaded {
+                retry_after: RETRY_WHEN_OVERLOADED,
+            }),
+        }
     }
 }
 
@@ -429,6 +467,14 @@ impl Drop for Running<'_> {
 }
 
 impl Inner {
+    fn pool(&self) -> &Pool {
+        self.pool.get_or_init(|| {
+            let threads = self.config.max_concurrent;
+            let queued = self.config.max_queued;
+            Pool::start(threads, queued.unwrap_or(QUEUED_PER_THREAD * threads))
+        })
+    }
+
     fn argon2(&self) -> Argon2<'static> {
         Argon2::new(
             Algorithm::Argon2id,
@@ -437,46 +483,89 @@ impl Inner {
         )
     }
 
-    fn verify(&self, password: &[u8], stored: &str) -> Verified {
+    /// A new argon2id PHC string for `password`, computed in `memory`.
+    fn hash(&self, password: &[u8], memory: &mut Vec<Block>) -> Result<String> {
+        let salt = SaltString::generate(&mut OsRng);
+        let mut salt_bytes = [0u8; 64];
+        let argon2 = self.argon2();
+        let hash = salt
+            .as_salt()
+            .decode_b64(&mut salt_bytes)
+            .and_then(|salt_bytes| {
+                Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+                    Ok(hash_into(&argon2, password, salt_bytes, out, memory)?)
+                })
+            })
+            .and_then(|output| {
+                Ok(PasswordHash {
+                    algorithm: Algorithm::Argon2id.ident(),
+                    version: Some(Version::V0x13.into()),
+                    params: (&self.config.params).try_into()?,
+                    salt: Some(salt.as_salt()),
+                    hash: Some(output),
+                })
+            })
+            .map_err(|e| Error::PasswordHash(e.to_string()))?;
+        Ok(hash.to_string())
+    }
+
+    fn verify(&self, password: &[u8], stored: &str, memory: &mut Vec<Block>) -> Verified {
+        let verified = self.verify_in(password, stored, memory);
+        // A stored hash with a larger memory cost than the configured one grew the thread's
+        // memory: give the excess back rather than keep it for every later computation.
+        let configured = self.config.params.block_count();
+        if memory.len() > configured {
+            memory.truncate(configured);
+            memory.shrink_to_fit();
+        }
+        verified
+    }
+
+    fn verify_in(&self, password: &[u8], stored: &str, memory: &mut Vec<Block>) -> Verified {
         match self.parse(stored) {
-            Ok(Stored::Argon2 { hash, needs_rehash }) => {
-                match Argon2::default().verify_password(password, &hash) {
-                    Ok(()) => Verified {
-                        valid: true,
-                        needs_rehash,
-                    },
-                    Err(password_hash::Error::Password) => Verified::INVALID,
-                    // Every other argon2 error is raised before any hashing: do the work anyway.
-                    Err(e) => self.reject(password, &format!("unusable argon2 hash: {e}")),
-                }
-            }
+            Ok(Stored::Argon2 {
+                argon2,
+                hash,
+                needs_rehash,
+            }) => match verify_argon2(&argon2, password, &hash, memory) {
+                Ok(true) => Verified {
+                    valid: true,
+                    needs_rehash,
+                },
+                Ok(false) => Verified::INVALID,
+                // Every argon2 error is raised before any hashing: do the work anyway.
+                Err(e) => self.reject(password, &format!("unusable argon2 hash: {e}"), memory),
+            },
             #[cfg(feature = "werkzeug")]
             Ok(Stored::Werkzeug(hash)) => match hash.matches(password) {
                 Ok(valid) => Verified {
                     valid,
                     needs_rehash: valid,
                 },
-                Err(reason) => self.reject(password, reason),
+                Err(reason) => self.reject(password, reason, memory),
             },
-            Err(reason) => self.reject(password, &reason),
+            Err(reason) => self.reject(password, &reason, memory),
         }
     }
 
     /// Answers "invalid" for an unusable stored hash, after the cost of a real verification so
     /// that such accounts cannot be told apart by timing.
-    fn reject(&self, password: &[u8], reason: &str) -> Verified {
+    fn reject(&self, password: &[u8], reason: &str, memory: &mut Vec<Block>) -> Verified {
         tracing::warn!(reason, "unusable stored password hash; treated as wrong");
-        self.dummy_verify(password);
+        self.dummy_verify(password, memory);
         Verified::INVALID
     }
 
     /// One argon2id computation with the configured parameters whose result is thrown away.
-    fn dummy_verify(&self, password: &[u8]) {
+    fn dummy_verify(&self, password: &[u8], memory: &mut Vec<Block>) {
         let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
-        if let Err(e) = self
-            .argon2()
-            .hash_password_into(password, &self.dummy_salt, &mut output)
-        {
+        if let Err(e) = hash_into(
+            &self.argon2(),
+            password,
+            &self.dummy_salt,
+            &mut output,
+            memory,
+        ) {
             tracing::warn!(error = %e, "dummy password verification failed");
         }
         std::hint::black_box(output);
@@ -501,7 +590,11 @@ impl Inner {
         let needs_rehash = algorithm != Algorithm::Argon2id
             || version != Version::V0x13
             || params != self.config.params;
-        Ok(Stored::Argon2 { hash, needs_rehash })
+        Ok(Stored::Argon2 {
+            argon2: Box::new(Argon2::new(algorithm, version, params)),
+            hash,
+            needs_rehash,
+        })
     }
 
     fn check_cost(&self, stored: &Params) -> Result<(), String> {
@@ -521,8 +614,44 @@ impl Inner {
     }
 }
 
+/// Computes argon2 into `out` with `memory`, grown to the parameters' size if needed.
+fn hash_into(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> argon2::Result<()> {
+    let blocks = argon2.params().block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    argon2.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+}
+
+/// Whether `password` matches the argon2 PHC `hash`: recomputed in `memory` with the hash's own
+/// salt and length, compared in constant time (`Output`'s equality).
+fn verify_argon2(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    hash: &PasswordHash<'_>,
+    memory: &mut Vec<Block>,
+) -> password_hash::Result<bool> {
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return Err(password_hash::Error::PhcStringField);
+    };
+    let mut salt_bytes = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_bytes)?;
+    let computed = Output::init_with(expected.len(), |out| {
+        Ok(hash_into(argon2, password, salt, out, memory)?)
+    })?;
+    Ok(computed == expected)
+}
+
 enum Stored<'a> {
     Argon2 {
+        /// Set up with the stored algorithm, version and parameters.
+        argon2: Box<Argon2<'static>>,
         hash: PasswordHash<'a>,
         needs_rehash: bool,
     },
@@ -553,5 +682,6 @@ fn parse_werkzeug<'a>(_stored: &'a str, kdf: &str) -> Result<Stored<'a>, String>
     ))
 }
 
+mod pool;
 #[cfg(feature = "werkzeug")]
 pub(crate) mod werkzeug;
