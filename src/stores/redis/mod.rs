@@ -10,7 +10,7 @@ use std::time::Duration;
 use fred::clients::Pool;
 use fred::interfaces::{HashesInterface, KeysInterface};
 
-use super::{backend, window_entry, window_millis};
+use super::shared::{backend, window_entry, window_millis};
 use crate::remember::{token::ValidatorHash, RememberToken, Rotation};
 use crate::throttle::ThrottleEntry;
 use crate::{error::BoxError, Result};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sqlx::Pool;
 
-use super::{backend, delete_expired_every, window_entry, window_millis};
+use super::shared::{backend, delete_expired_every, window_entry, window_millis};
 use crate::remember::{token::ValidatorHash, RememberToken, Rotation};
 use crate::throttle::ThrottleEntry;
 use crate::Result;
