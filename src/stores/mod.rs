@@ -144,12 +144,12 @@
 //!
 //! # Failures and timeouts
 //!
-//! Any failure of the backend is [`Error::Store`], never a panic; a malformed stored row is one
+//! Any failure of the backend is [`Error::Store`](crate::Error::Store), never a panic; a malformed stored row is one
 //! too. The stores have no timeout of their own: every call the library makes is bounded by
 //! the caller — [`LoginManager::store_timeout`](crate::LoginManager::store_timeout) for the
 //! remember-me store, [`LoginThrottle::store_timeout`](crate::LoginThrottle::store_timeout)
 //! for the throttle store (both 5 s by default) — so a hung database answers
-//! [`Error::Timeout`]`("remember store")` or `("throttle store")` instead of hanging requests,
+//! [`Error::Timeout`](crate::Error::Timeout)`("remember store")` or `("throttle store")` instead of hanging requests,
 //! the same for these stores and any third-party one. Both errors become a 503 and never log
 //! anyone in.
 //!
