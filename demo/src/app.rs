@@ -31,18 +31,11 @@ pub type Auth = AuthSession<Users>;
 #[derive(Clone)]
 pub struct AppState {
     pub users: Users,
-    /// Hashes new passwords (sign-up, password change): a clone of the login manager's, so
-    /// both share one bound on concurrent argon2 runs.
-    pub hasher: PasswordHasher,
 }
 
 impl AppState {
     pub fn db(&self) -> &Db {
         self.users.db()
-    }
-
-    pub fn hasher(&self) -> &PasswordHasher {
-        &self.hasher
     }
 }
 
@@ -63,7 +56,6 @@ pub fn build(
         .secure(config.secure_cookies);
     let state = AppState {
         users: users.clone(),
-        hasher: hasher.clone(),
     };
 
     let remember = Remember::new(stores.remember)

@@ -10,7 +10,7 @@ use cookie::Cookie;
 use rand::RngCore;
 
 use super::limits::{account_key, hex_sha256, refuse_while, Limits};
-use crate::Result;
+use crate::{record::time_span, Result};
 
 /// The device cookie's default name (DEMO.md).
 pub(super) const DEFAULT_COOKIE_NAME: &str = "device";
@@ -158,8 +158,7 @@ impl LoginAttempt {
         limits
             .timed(limits.store.record_failure(&registration, lifetime))
             .await?;
-        let max_age = time::Duration::try_from(lifetime).unwrap_or(time::Duration::MAX);
-        Ok(limits.device_cookie.build(value, max_age))
+        Ok(limits.device_cookie.build(value, time_span(lifetime)))
     }
 }
 

@@ -84,7 +84,7 @@ pub async fn change_password(
         )
         .await;
     }
-    let hash = app.hasher().hash(&form.new_password).await?;
+    let hash = auth.password_hasher().hash(&form.new_password).await?;
     db::set_password_hash(app.db(), user.id, &hash).await?;
     let updated = User {
         password_hash: hash,

@@ -217,7 +217,8 @@ pub async fn register(
         )
         .await;
     }
-    let hash = app.hasher().hash(&form.password).await?;
+    // The manager's hasher: sign-ups and logins share one bound on argon2 runs.
+    let hash = auth.password_hasher().hash(&form.password).await?;
     match db::insert_user(app.db(), &form.username, &hash).await {
         Ok(_) => {
             let message = format!("Welcome, {}! Your account is ready: log in.", form.username);
