@@ -18,6 +18,9 @@ pub enum EndReason {
     UserInactive,
     /// Strong session protection saw another client identifier.
     SessionProtection,
+    /// Its entry in the [`LoginIndex`](crate::LoginIndex) was ended (cookie sessions, which
+    /// check it on every request).
+    LoginEnded,
 }
 
 /// Something that happened to a login (Flask-Login's signals), passed to every
@@ -103,6 +106,16 @@ pub enum AuthEvent {
         user_id: String,
         /// `true` in Strong mode (logged out), `false` in Basic mode (marked not fresh).
         logged_out: bool,
+    },
+    /// A login in the [`LoginIndex`](crate::LoginIndex) was ended from another browser, by an
+    /// admin, or to keep the user within
+    /// [`max_logins_per_user`](crate::LoginIndex::max_logins_per_user): its session and
+    /// remember-me token are gone.
+    LoginEnded {
+        /// The user.
+        user_id: String,
+        /// The ended login's [`LiveLogin::id`](crate::LiveLogin::id).
+        login_id: String,
     },
 }
 

@@ -184,6 +184,7 @@ mod events;
 mod guard;
 mod loader;
 mod login;
+mod logins;
 mod manager;
 mod password;
 mod record;
@@ -215,6 +216,7 @@ pub use guard::{
 };
 pub use loader::UserLoader;
 pub use login::{LoginOutcome, PasswordUserLoader};
+pub use logins::{LiveLogin, LoginIndex, LoginStore, LoginTouch, MemoryLoginStore, StoredLogin};
 pub use manager::{LoginManager, LoginManagerLayer};
 pub use password::{PasswordHasher, Verified};
 pub use redirect::{login_url, safe_next, LoginView};

@@ -21,8 +21,9 @@ use crate::{
     events::AuthEvent,
     guard::Rejection,
     login::PasswordLogin,
-    remember::Remember,
-    LoginThrottle, PasswordHasher, SessionProtection, UserLoader,
+    logins::LoginIndex,
+    remember::{user_key_of, Remember},
+    AuthUser, LoginThrottle, PasswordHasher, Result, SessionProtection, UserLoader,
 };
 
 /// Flask-Login's `LoginManager`: the user loader plus every login setting.
@@ -59,6 +60,7 @@ pub struct LoginManager<L: UserLoader> {
     loader: L,
     settings: Settings,
     remember: Option<Remember>,
+    logins: Option<LoginIndex>,
     passwords: PasswordLogin,
 }
 
@@ -68,6 +70,7 @@ impl<L: UserLoader> Clone for LoginManager<L> {
             loader: self.loader.clone(),
             settings: self.settings.clone(),
             remember: self.remember.clone(),
+            logins: self.logins.clone(),
             passwords: self.passwords.clone(),
         }
     }
@@ -78,6 +81,7 @@ impl<L: UserLoader> fmt::Debug for LoginManager<L> {
         f.debug_struct("LoginManager")
             .field("settings", &self.settings)
             .field("remember", &self.remember.is_some())
+            .field("logins", &self.logins)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +95,7 @@ impl<L: UserLoader> LoginManager<L> {
             loader,
             settings: Settings::default(),
             remember: None,
+            logins: None,
             passwords: PasswordLogin::default(),
         }
     }
@@ -173,6 +178,39 @@ impl<L: UserLoader> LoginManager<L> {
         self
     }
 
+    /// Keeps an index of every live login (see [`LoginIndex`]), so that users can list and end
+    /// their logins ([`AuthSession::logins`](crate::AuthSession::logins)) and an admin can end
+    /// all of a user's ([`end_all_logins`](Self::end_all_logins)).
+    pub fn login_index(mut self, index: LoginIndex) -> Self {
+        self.logins = Some(index);
+        self
+    }
+
+    /// Ends every login of the user with this id — every session in the [`LoginIndex`] and
+    /// every remember-me token — on every instance sharing the stores: their next request is
+    /// anonymous. For admins and breach response; no password change needed. Call it on a
+    /// clone of the manager kept before [`into_layer`](Self::into_layer) (clones share the
+    /// stores). Returns how many logins were listed; emits
+    /// [`AuthEvent::LoginEnded`] for each.
+    ///
+    /// Fails with [`Error::Config`](crate::Error::Config) when no login index is configured.
+    pub async fn end_all_logins(&self, user_id: &<L::User as AuthUser>::Id) -> Result<u64> {
+        let index = self
+            .logins
+            .as_ref()
+            .ok_or_else(crate::logins::not_enabled)?;
+        let key = user_key_of(user_id)?;
+        let limit = self.settings.store_timeout;
+        let ended = index.end_all(limit, self.remember.as_ref(), &key).await?;
+        for login in &ended {
+            self.settings.emit(AuthEvent::LoginEnded {
+                user_id: user_id.to_string(),
+                login_id: login.id.clone(),
+            });
+        }
+        Ok(ended.len() as u64)
+    }
+
     /// Answers a logout with `Clear-Site-Data: "cookies"` (default off), so the browser drops
     /// every cookie of the site, including ones the app set itself. Off by default because it
     /// also drops cookies unrelated to the login (preferences, consent).
@@ -210,6 +248,7 @@ impl<L: UserLoader> LoginManager<L> {
                 loader: self.loader,
                 settings: self.settings,
                 remember: self.remember,
+                logins: self.logins,
                 passwords: self.passwords,
             }),
         }

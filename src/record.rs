@@ -16,8 +16,7 @@ pub(crate) const AUTH_KEY: &str = "_auth";
 
 /// What the session stores about a login, under [`AUTH_KEY`]. Short field names keep it
 /// around 100 bytes: it is read on every authenticated request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(from = "RecordFields", into = "RecordFields")]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AuthRecord {
     /// The user id, serialized.
     pub user_id: serde_json::Value,
@@ -33,49 +32,86 @@ pub(crate) struct AuthRecord {
     pub protection_id: Option<String>,
     /// Restored from a remember-me cookie.
     pub remembered: bool,
+    /// The login's entry in the login index, when the manager keeps one.
+    pub login_id: Option<String>,
 }
 
 /// The stored form of an [`AuthRecord`]: a JSON array in field order. tower-sessions clones
 /// the session's values on every load and read; an array costs three allocations where an
 /// object with seven keys cost more than a dozen (measured with callgrind, see
-/// docs/benchmarks.md).
-type RecordFields = (
-    serde_json::Value,
-    String,
+/// docs/benchmarks.md). Records written before the login index have no eighth element.
+type RecordFields<'a> = (
+    &'a serde_json::Value,
+    &'a str,
     i64,
     Option<i64>,
     i64,
-    Option<String>,
+    &'a Option<String>,
     bool,
+    &'a Option<String>,
 );
 
-impl From<RecordFields> for AuthRecord {
-    fn from(
-        (user_id, auth_hash, login_at, fresh_at, last_seen, protection_id, remembered): RecordFields,
-    ) -> Self {
-        Self {
-            user_id,
-            auth_hash,
-            login_at,
-            fresh_at,
-            last_seen,
-            protection_id,
-            remembered,
-        }
+impl Serialize for AuthRecord {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let fields: RecordFields<'_> = (
+            &self.user_id,
+            &self.auth_hash,
+            self.login_at,
+            self.fresh_at,
+            self.last_seen,
+            &self.protection_id,
+            self.remembered,
+            &self.login_id,
+        );
+        fields.serialize(serializer)
     }
 }
 
-impl From<AuthRecord> for RecordFields {
-    fn from(record: AuthRecord) -> Self {
-        (
-            record.user_id,
-            record.auth_hash,
-            record.login_at,
-            record.fresh_at,
-            record.last_seen,
-            record.protection_id,
-            record.remembered,
-        )
+impl<'de> Deserialize<'de> for AuthRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_seq(RecordVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RecordVisitor {
+    type Value = AuthRecord;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an auth record: an array of 7 or 8 fields")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<AuthRecord, A::Error> {
+        use serde::de::Error as _;
+        macro_rules! field {
+            ($n:expr) => {
+                seq.next_element()?
+                    .ok_or_else(|| A::Error::invalid_length($n, &self))?
+            };
+        }
+        let record = AuthRecord {
+            user_id: field!(0),
+            auth_hash: field!(1),
+            login_at: field!(2),
+            fresh_at: field!(3),
+            last_seen: field!(4),
+            protection_id: field!(5),
+            remembered: field!(6),
+            login_id: seq.next_element()?.flatten(),
+        };
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(A::Error::invalid_length(9, &self));
+        }
+        Ok(record)
     }
 }
 
@@ -91,6 +127,7 @@ impl AuthRecord {
             last_seen: now,
             protection_id: Some(protection_id),
             remembered: false,
+            login_id: None,
         })
     }
 
@@ -221,6 +258,7 @@ mod tests {
             last_seen,
             protection_id: None,
             remembered: false,
+            login_id: None,
         }
     }
 
@@ -253,5 +291,29 @@ mod tests {
         let current = record(now, Some(now), now);
         assert_eq!(current.expiry(now, day, hour), None);
         assert!(!current.last_seen_due(now, Duration::from_secs(30 * 60)));
+    }
+
+    /// Sessions logged in before the login index keep working after an upgrade: their record
+    /// has seven fields.
+    #[test]
+    fn records_without_a_login_id_still_decode() {
+        let old = serde_json::json!([1, "digest", 10, null, 20, "pid", true]);
+        let record: AuthRecord = serde_json::from_value(old).expect("a 7-field record decodes");
+        assert_eq!(record.login_id, None);
+        assert!(record.remembered);
+
+        let mut new = record.clone();
+        new.login_id = Some("L".to_owned());
+        let value = serde_json::to_value(&new).expect("encodes");
+        assert_eq!(value.as_array().map(Vec::len), Some(8));
+        assert_eq!(serde_json::from_value::<AuthRecord>(value).ok(), Some(new));
+
+        for bad in [
+            serde_json::json!([1, "digest", 10, null, 20, "pid"]),
+            serde_json::json!([1, "digest", 10, null, 20, "pid", true, null, 9]),
+            serde_json::json!({"user_id": 1}),
+        ] {
+            assert!(serde_json::from_value::<AuthRecord>(bad).is_err());
+        }
     }
 }

@@ -30,6 +30,7 @@ use crate::{
     config::Settings,
     events::{AuthEvent, EndReason},
     login::PasswordLogin,
+    logins::LoginIndex,
     record::{digest_matches, now, AuthRecord, AuthState, Source, AUTH_KEY},
     rejection::Reason,
     remember::{display_user_key, Remember, Restore},
@@ -42,6 +43,7 @@ pub(crate) struct Core<L> {
     pub loader: L,
     pub settings: Settings,
     pub remember: Option<Remember>,
+    pub logins: Option<LoginIndex>,
     pub passwords: PasswordLogin,
 }
 

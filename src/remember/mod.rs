@@ -406,10 +406,15 @@ impl Remember {
 
     /// Deletes every token of `user`.
     pub(crate) async fn revoke_user<U: AuthUser>(&self, limit: Duration, user: &U) -> Result<u64> {
+        self.revoke_user_key(limit, &user_key(user)?).await
+    }
+
+    /// Deletes every token of the user with this key (see [`user_key`]).
+    pub(crate) async fn revoke_user_key(&self, limit: Duration, user_key: &str) -> Result<u64> {
         timed(
             limit,
             "remember store",
-            self.store.delete_for_user(&user_key(user)?),
+            self.store.delete_for_user(user_key),
         )
         .await
     }
@@ -417,7 +422,12 @@ impl Remember {
 
 /// The store's key for a user: the JSON encoding of the id.
 pub(crate) fn user_key<U: AuthUser>(user: &U) -> Result<String> {
-    serde_json::to_string(&user.id())
+    user_key_of(&user.id())
+}
+
+/// The store's key for a user id (see [`user_key`]).
+pub(crate) fn user_key_of<I: serde::Serialize>(id: &I) -> Result<String> {
+    serde_json::to_string(id)
         .map_err(|e| Error::Config(format!("the user id does not serialize: {e}")))
 }
 
@@ -429,7 +439,8 @@ pub(crate) fn display_user_key(key: &str) -> String {
     }
 }
 
-/// A public, non-reversible name for a token.
-fn device_id(selector: &str) -> String {
+/// A public, non-reversible name for a token (also the id of its browser's entry in the
+/// login index).
+pub(crate) fn device_id(selector: &str) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(selector.as_bytes())[..12])
 }
