@@ -13,6 +13,7 @@ use crate::{
     client::{PeerInfo, RequestFacts},
     context::{AuthContext, DynAuthHandle},
     login::{Admission, LoginOutcome, PasswordUserLoader},
+    logins::LiveLogin,
     password::PasswordHasher,
     record::AuthState,
     redirect::next_from_query,
@@ -211,7 +212,10 @@ impl<L: UserLoader> AuthSession<L> {
     /// request, and every remember-me token of the user is revoked.
     #[tracing::instrument(name = "update_session_auth_hash", skip_all, fields(user_id = %user.id()))]
     pub async fn update_session_auth_hash(&mut self, user: &L::User) -> Result<()> {
-        self.state = self.context.update_auth_hash(user, &self.state).await?;
+        self.state = self
+            .context
+            .update_auth_hash(user, &self.state, &self.facts)
+            .await?;
         Ok(())
     }
 
@@ -230,6 +234,63 @@ impl<L: UserLoader> AuthSession<L> {
     /// returns how many.
     pub async fn revoke_all_devices(&self) -> Result<u64> {
         self.context.revoke_all_devices(self.logged_in()?).await
+    }
+
+    /// Every live login of the logged-in user — signed-in sessions and remembered browsers, on
+    /// any instance — this one first and marked [`current`](LiveLogin::current), the others
+    /// by last use. Needs a [`LoginIndex`](crate::LoginIndex) on the manager.
+    ///
+    /// ```
+    /// # use login_manager::{AuthUser, UserLoader};
+    /// # #[derive(Clone)] struct User;
+    /// # impl AuthUser for User { type Id = u32; fn id(&self) -> u32 { 1 } fn session_auth_hash(&self) -> &[u8] { b"" } }
+    /// # #[derive(Clone)] struct Users;
+    /// # impl UserLoader for Users { type User = User; type Error = std::convert::Infallible;
+    /// #   async fn load_user(&self, _: &u32) -> Result<Option<User>, Self::Error> { Ok(None) } }
+    /// use login_manager::AuthSession;
+    ///
+    /// async fn devices(auth: AuthSession<Users>) -> login_manager::Result<String> {
+    ///     let mut page = String::new();
+    ///     for login in auth.logins().await? {
+    ///         let marker = if login.current { " (this device)" } else { "" };
+    ///         page += &format!("{} on {}{marker}\n", login.browser, login.system);
+    ///     }
+    ///     Ok(page)
+    /// }
+    /// ```
+    pub async fn logins(&self) -> Result<Vec<LiveLogin>> {
+        let user = self.logged_in()?;
+        self.context.logins(user, &self.state).await
+    }
+
+    /// Ends one login of the logged-in user by its [`LiveLogin::id`]: its session and
+    /// remember-me token are deleted, so its next request, on any instance, is anonymous.
+    /// Ending the current login is a [`logout_user`](Self::logout_user). Returns whether the
+    /// login existed (an id of another user's login is not found).
+    #[tracing::instrument(name = "end_login", skip_all)]
+    pub async fn end_login(&mut self, id: &str) -> Result<bool> {
+        let user = self.logged_in()?.clone();
+        let current = self
+            .state
+            .record
+            .as_ref()
+            .and_then(|r| r.login_id.as_deref());
+        if current == Some(id) {
+            self.logout_user().await?;
+            return Ok(true);
+        }
+        self.context.end_login_by_id(&user, &self.facts, id).await
+    }
+
+    /// "Log out everywhere else": ends every other login of the logged-in user and revokes
+    /// every remember-me token but this browser's; this session keeps working, with its id.
+    /// Returns how many logins were ended.
+    #[tracing::instrument(name = "end_other_logins", skip_all)]
+    pub async fn end_other_logins(&self) -> Result<u64> {
+        let user = self.logged_in()?;
+        self.context
+            .end_other_logins(user, &self.state, &self.facts)
+            .await
     }
 
     fn logged_in(&self) -> Result<&L::User> {

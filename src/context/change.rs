@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{discard_session, AuthContext};
+use super::{discard_session, logins::NewLogin, AuthContext};
 use crate::{
     client::RequestFacts,
     config::LoginOptions,
@@ -50,23 +50,38 @@ impl<L: UserLoader> AuthContext<L> {
             .is_some_and(|record| !record.belongs_to(user));
         if other_login {
             discard_session(limit, session).await?;
-            self.forget_remember_cookie(facts).await?;
         } else {
             // Unconditionally: even with no id (a new visitor, or a session the app flushed
             // itself), the cached record may still hold an id that a response carried.
             timed(limit, "session store", session.cycle_id()).await?;
         }
-        let record = AuthRecord::new(user, options.fresh, facts.protection_id.clone())?;
-        timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
-        if let Some(remember) = remember {
-            // One token per browser: the one this browser had is replaced.
-            self.forget_remember_cookie(facts).await?;
-            let cookie = remember
-                .issue(limit, user, options.duration, &facts.user_agent)
-                .await?;
+        // One login per browser: a remember-me token it had belongs to the login replaced.
+        self.forget_remember_cookie(facts).await?;
+        // The remember-me token is minted first, so that the index entry can name it; it is
+        // stored after the entry, and the login itself last (see `LoginIndex`).
+        let token = remember
+            .map(|r| r.mint(user, options.duration, &facts.user_agent))
+            .transpose()?;
+        let new_login = NewLogin {
+            token: token
+                .as_ref()
+                .map(|(t, _)| (t.selector.as_str(), t.expires_at)),
+            restored: false,
+        };
+        let login_id = self.index_login(user, new_login, facts).await?;
+        if let (Some(remember), Some((token, cookie))) = (remember, token) {
+            remember.save(limit, token).await?;
             self.queue_cookie(cookie);
         }
+        let mut record = AuthRecord::new(user, options.fresh, facts.protection_id.clone())?;
+        record.login_id = login_id;
+        timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
         timed(limit, "session store", session.save()).await?;
+        // The browser's previous login lived in the session just replaced.
+        let previous = current.record.as_ref();
+        if previous.is_some_and(|p| p.login_id.is_some() && p.login_id != record.login_id) {
+            self.unindex_login(previous).await?;
+        }
         let state = self
             .replace_state(AuthState::session(user.clone(), record))
             .await;
@@ -95,6 +110,8 @@ impl<L: UserLoader> AuthContext<L> {
             // With no other data left, tower-sessions then drops the cookie and saves nothing.
             timed(limit, "session store", session.cycle_id()).await?;
         }
+        // The entry goes last: until then the login can still be listed and ended.
+        self.unindex_login(current.record.as_ref()).await?;
         let user_id = current.user.as_ref().map(|u| u.id().to_string());
         self.logged_out
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -112,7 +129,7 @@ impl<L: UserLoader> AuthContext<L> {
         let (user, mut record) = session_login(current)?;
         record.fresh_at = Some(now());
         record.protection_id = Some(facts.protection_id.clone());
-        self.rewrite_record(&record).await?;
+        self.rewrite_record(&user, &mut record, facts).await?;
         let state = self
             .replace_state(AuthState::session(user.clone(), record))
             .await;
@@ -128,6 +145,7 @@ impl<L: UserLoader> AuthContext<L> {
         &self,
         user: &L::User,
         current: &AuthState<L::User>,
+        facts: &RequestFacts,
     ) -> Result<Arc<AuthState<L::User>>> {
         let (logged_in, mut record) = session_login(current)?;
         let same_user =
@@ -138,7 +156,7 @@ impl<L: UserLoader> AuthContext<L> {
             ));
         }
         record.auth_hash = auth_hash_digest(user.session_auth_hash());
-        self.rewrite_record(&record).await?;
+        self.rewrite_record(user, &mut record, facts).await?;
         if let Some(remember) = &self.core.remember {
             remember
                 .revoke_user(self.settings().store_timeout, user)
@@ -148,6 +166,11 @@ impl<L: UserLoader> AuthContext<L> {
         let state = self
             .replace_state(AuthState::session(user.clone(), record))
             .await;
+        // The other sessions would end on their next request (their digest is stale); with an
+        // index they end now, and leave the list.
+        if self.core.logins.is_some() {
+            self.end_other_logins(user, &state, facts).await?;
+        }
         self.settings().emit(AuthEvent::AuthHashUpdated {
             user_id: user.id().to_string(),
         });
@@ -187,12 +210,19 @@ impl<L: UserLoader> AuthContext<L> {
         })
     }
 
-    /// Stores `record` under a new session id and saves.
-    async fn rewrite_record(&self, record: &AuthRecord) -> Result<()> {
+    /// Stores `record` under a new session id and saves (the index entry, if any, following
+    /// the id before the session holds the login again).
+    async fn rewrite_record(
+        &self,
+        user: &L::User,
+        record: &mut AuthRecord,
+        facts: &RequestFacts,
+    ) -> Result<()> {
         let session = self.session()?;
         let limit = self.settings().store_timeout;
         timed(limit, "session store", session.cycle_id()).await?;
-        timed(limit, "session store", session.insert(AUTH_KEY, record)).await?;
+        self.index_new_session_id(user, record, facts).await?;
+        timed(limit, "session store", session.insert(AUTH_KEY, &*record)).await?;
         timed(limit, "session store", session.save()).await
     }
 

@@ -10,6 +10,9 @@
 //! response itself: that is the guards' job, from the [`Settings`].
 
 mod change;
+mod logins;
+
+use logins::NewLogin;
 
 use std::{
     any::Any,
@@ -208,6 +211,12 @@ impl<L: UserLoader> AuthContext<L> {
             Some(_) => {}
         }
 
+        if !self.login_is_listed(&record).await? {
+            return self
+                .end_login(session, user_id, EndReason::LoginEnded)
+                .await;
+        }
+
         let Ok(id) = serde_json::from_value(record.user_id.clone()) else {
             tracing::warn!(
                 user_id,
@@ -233,8 +242,14 @@ impl<L: UserLoader> AuthContext<L> {
         };
 
         // Writing `last_seen` on every request would turn every read into a store write.
+        // The index entry's "last used" rides along, and only then.
         if let Some(idle) = settings.idle_timeout {
             if record.last_seen_due(now, idle) {
+                if !self.touch_login(&record).await? {
+                    return self
+                        .end_login(session, user_id, EndReason::LoginEnded)
+                        .await;
+                }
                 record.last_seen = now;
                 dirty = true;
             }
@@ -258,14 +273,15 @@ impl<L: UserLoader> AuthContext<L> {
     ) -> Result<Option<AuthState<L::User>>> {
         let settings = self.settings();
         let limit = settings.store_timeout;
-        let (selector, user_key, auth_hash, new_cookie) =
+        let (selector, user_key, auth_hash, new_cookie, expires_at) =
             match remember.restore(limit, cookie).await? {
                 Restore::Valid {
                     selector,
                     user_key,
                     auth_hash,
                     cookie,
-                } => (selector, user_key, auth_hash, cookie),
+                    expires_at,
+                } => (selector, user_key, auth_hash, cookie, expires_at),
                 Restore::Rejected => return Ok(None),
                 Restore::Stolen { user_key } => {
                     settings.emit(AuthEvent::RememberTheftDetected {
@@ -292,12 +308,20 @@ impl<L: UserLoader> AuthContext<L> {
         };
 
         // A new session id for the restored login, marked not fresh, and carrying the
-        // protection identifier (Flask-Login #685: Strong mode must not log it out).
+        // protection identifier (Flask-Login #685: Strong mode must not log it out). With a
+        // login index, the browser's entry follows the new id before the session holds the
+        // login (the entry's previous session, if still alive, is ended).
         if session.id().is_some() {
             timed(limit, "session store", session.cycle_id()).await?;
         }
+        let new_login = NewLogin {
+            token: Some((&selector, expires_at)),
+            restored: true,
+        };
+        let login_id = self.index_login(&user, new_login, facts).await?;
         let mut record = AuthRecord::new(&user, false, facts.protection_id.clone())?;
         record.remembered = true;
+        record.login_id = login_id;
         timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
         settings.emit(AuthEvent::LoadedFromRemember {
             user_id: user.id().to_string(),

@@ -133,6 +133,8 @@ pub(crate) enum Restore {
         auth_hash: String,
         /// The rotated cookie for the browser; `None` for a grace-window replay.
         cookie: Option<Cookie<'static>>,
+        /// When the token stops working.
+        expires_at: OffsetDateTime,
     },
     /// Unknown, malformed, expired or lost a rotation race: expire the cookie.
     Rejected,
@@ -218,14 +220,14 @@ impl Remember {
         &self.store
     }
 
-    /// Creates a token for `user` and returns its cookie.
-    pub(crate) async fn issue<U: AuthUser>(
+    /// A new token for `user` and its cookie, not stored yet (see [`save`](Self::save)): the
+    /// login index names the token before the token exists.
+    pub(crate) fn mint<U: AuthUser>(
         &self,
-        limit: Duration,
         user: &U,
         duration: Option<Duration>,
         user_agent: &str,
-    ) -> Result<Cookie<'static>> {
+    ) -> Result<(RememberToken, Cookie<'static>)> {
         let minted = token::mint();
         let now = OffsetDateTime::now_utc();
         let lifetime = duration.map_or(self.duration, time_span);
@@ -241,10 +243,15 @@ impl Remember {
             expires_at: now + lifetime,
             user_agent: user_agent.chars().take(USER_AGENT_LABEL_CHARS).collect(),
         };
-        // Room first, then the token: a failure in between leaves no token without a cookie.
-        self.make_room(limit, &token.user_id, now).await?;
-        timed(limit, "remember store", self.store.create(token)).await?;
-        Ok(self.cookie.build(minted.cookie_value, lifetime))
+        Ok((token, self.cookie.build(minted.cookie_value, lifetime)))
+    }
+
+    /// Stores a token made by [`mint`](Self::mint), making room among the user's tokens first
+    /// (a failure in between leaves no token without a cookie).
+    pub(crate) async fn save(&self, limit: Duration, token: RememberToken) -> Result<()> {
+        self.make_room(limit, &token.user_id, token.created_at)
+            .await?;
+        timed(limit, "remember store", self.store.create(token)).await
     }
 
     /// Deletes the user's tokens beyond `max_devices - 1`: expired ones first, then the least
@@ -280,13 +287,12 @@ impl Remember {
         }
 
         let mut new_cookie = None;
+        let mut expires_at = token.expires_at;
         if bool::from(token.validator_hash.ct_eq(&presented.validator_hash)) {
             let (validator, new_hash) = token::mint_validator();
-            let expires_at = if self.refresh_each_request {
-                now + self.duration
-            } else {
-                token.expires_at
-            };
+            if self.refresh_each_request {
+                expires_at = now + self.duration;
+            }
             let rotation = Rotation {
                 new_hash,
                 rotated_at: now,
@@ -325,6 +331,7 @@ impl Remember {
             user_key: token.user_id,
             auth_hash: token.auth_hash,
             cookie: new_cookie,
+            expires_at,
         })
     }
 
@@ -338,6 +345,11 @@ impl Remember {
             .previous_hash
             .is_some_and(|h| bool::from(h.ct_eq(&presented.validator_hash)));
         previous_matches && token.rotated_at.is_some_and(|at| now - at <= self.grace)
+    }
+
+    /// The selector of a remember cookie, if it is well-formed.
+    pub(crate) fn selector_of(cookie_value: &str) -> Option<String> {
+        parse_token(cookie_value).map(|t| t.selector)
     }
 
     /// Deletes the token named by `cookie_value` (a remember cookie), if it names one.
@@ -407,6 +419,23 @@ impl Remember {
     /// Deletes every token of `user`.
     pub(crate) async fn revoke_user<U: AuthUser>(&self, limit: Duration, user: &U) -> Result<u64> {
         self.revoke_user_key(limit, &user_key(user)?).await
+    }
+
+    /// Deletes every token of the user with this key but the one with `keep` as selector;
+    /// returns how many.
+    pub(crate) async fn revoke_user_except(
+        &self,
+        limit: Duration,
+        user_key: &str,
+        keep: Option<&str>,
+    ) -> Result<u64> {
+        let tokens = timed(limit, "remember store", self.store.list_for_user(user_key)).await?;
+        let mut revoked = 0;
+        for token in tokens.iter().filter(|t| Some(t.selector.as_str()) != keep) {
+            timed(limit, "remember store", self.store.delete(&token.selector)).await?;
+            revoked += 1;
+        }
+        Ok(revoked)
     }
 
     /// Deletes every token of the user with this key (see [`user_key`]).

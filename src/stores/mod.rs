@@ -1,15 +1,23 @@
-//! Shared stores for remember-me tokens and login throttling, so that any number of app
-//! instances behind a load balancer see the same tokens and the same failure counts.
+//! Shared stores for remember-me tokens, login throttling and the index of live logins, so
+//! that any number of app instances behind a load balancer see the same tokens, the same
+//! failure counts and the same logins.
 //!
-//! | feature | remember-me | throttling | client |
-//! |---|---|---|---|
-//! | `sqlite` | [`SqliteRememberStore`] | [`SqliteThrottleStore`] | sqlx 0.8 `SqlitePool` |
-//! | `postgres` | [`PostgresRememberStore`] | [`PostgresThrottleStore`] | sqlx 0.8 `PgPool` |
-//! | `redis` | [`RedisRememberStore`] | [`RedisThrottleStore`] | fred 10 `Pool` |
+//! | feature | remember-me | throttling | login index | client |
+//! |---|---|---|---|---|
+//! | `sqlite` | [`SqliteRememberStore`] | [`SqliteThrottleStore`] | [`SqliteLoginStore`] | sqlx 0.8 `SqlitePool` |
+//! | `postgres` | [`PostgresRememberStore`] | [`PostgresThrottleStore`] | [`PostgresLoginStore`] | sqlx 0.8 `PgPool` |
+//! | `redis` | [`RedisRememberStore`] | [`RedisThrottleStore`] | [`RedisLoginStore`] | fred 10 `Pool` |
 //!
-//! These six types are the whole public surface of this module. The SQL ones share one
+//! These nine types are the whole public surface of this module. The SQL ones share one
 //! implementation (every statement is written once; each database only supplies its column
 //! types and its clock), the Redis ones another; both stay private.
+//!
+//! The login stores hold the [`LoginIndex`](crate::LoginIndex): one entry per logged-in
+//! browser, so that an app can list a user's logins and end one, the others or all of them on
+//! every instance. Put them next to the remember-me store, on the same pool. Each user's
+//! bound ([`max_logins_per_user`](crate::LoginIndex::max_logins_per_user)) holds however many
+//! logins race, on any number of instances, and every entry a store removes is returned by
+//! exactly one call, so that its session is ended once.
 //!
 //! # Pairing with tower-sessions' stores
 //!
@@ -46,9 +54,9 @@
 //!
 //! # SQLite
 //!
-//! [`SqliteRememberStore`] and [`SqliteThrottleStore`] (feature `sqlite`) take the same sqlx
-//! 0.8 `SqlitePool` as `tower-sessions-sqlx-store` 0.15's `SqliteStore`, so one database file
-//! holds sessions, tokens and throttle windows. Times are stored as `INTEGER` Unix
+//! [`SqliteRememberStore`], [`SqliteThrottleStore`] and [`SqliteLoginStore`] (feature
+//! `sqlite`) take the same sqlx 0.8 `SqlitePool` as `tower-sessions-sqlx-store` 0.15's
+//! `SqliteStore`, so one database file holds sessions, tokens, throttle windows and logins. Times are stored as `INTEGER` Unix
 //! milliseconds, hashes as `BLOB`; the throttle window is measured by SQLite's clock
 //! (`julianday('now')`, which is the same for a whole statement).
 //!
@@ -76,8 +84,8 @@
 //!
 //! # Postgres
 //!
-//! [`PostgresRememberStore`] and [`PostgresThrottleStore`] (feature `postgres`) take the same
-//! sqlx 0.8 `PgPool` as `tower-sessions-sqlx-store` 0.15's `PostgresStore` (example above).
+//! [`PostgresRememberStore`], [`PostgresThrottleStore`] and [`PostgresLoginStore`] (feature
+//! `postgres`) take the same sqlx 0.8 `PgPool` as `tower-sessions-sqlx-store` 0.15's `PostgresStore` (example above).
 //! Times are `TIMESTAMPTZ`, hashes `BYTEA`; throttle windows are measured by the server's
 //! `now()`. Tables go in the connection's `search_path` unless a
 //! [`schema`](PostgresRememberStore::schema) is set, which `migrate()` then creates.
@@ -97,13 +105,29 @@
 //! Throttle windows (default table `login_throttle`): `key` text primary key, `failures`
 //! integer, `window_end` time, indexed on `window_end`.
 //!
+//! The login index (default table `login_index`), one row per live login, primary key
+//! `(user_id, id)` (which also serves a user's list), indexed on `expires_at` (cleanup):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `id`, `user_id` | text | primary key |
+//! | `session_id`, `remember_selector` | text | or NULL |
+//! | `created_at`, `last_used_at`, `expires_at` | time | |
+//! | `user_agent` | text | |
+//! | `remembered` | boolean | `BOOLEAN`; SQLite `INTEGER` |
+//!
+//! A login's `put` needs no transaction: an insert that does nothing when the id exists,
+//! else a compare-and-swap `UPDATE` of the row it read (so a replaced entry is returned by one
+//! call only), then a `DELETE … RETURNING` of the user's rows beyond the bound, each `put`
+//! trimming after its own insert.
+//!
 //! "time" is `TIMESTAMPTZ` on Postgres and an `INTEGER` of Unix milliseconds on SQLite;
 //! "bytes" is `BYTEA` / `BLOB`. Throttle windows are computed by the database's clock.
 //!
 //! # Redis
 //!
-//! [`RedisRememberStore`] and [`RedisThrottleStore`] (feature `redis`) run on a fred 10
-//! `Pool`: give them a clone of the `Pool` that `tower-sessions-redis-store` 0.16's
+//! [`RedisRememberStore`], [`RedisThrottleStore`] and [`RedisLoginStore`] (feature `redis`)
+//! run on a fred 10 `Pool`: give them a clone of the `Pool` that `tower-sessions-redis-store` 0.16's
 //! `RedisStore` uses (clones share the connections), and `init` it once. Every atomic step is
 //! one Lua script (`EVALSHA`, loaded again after a `NOSCRIPT`), and no script touches two hash
 //! slots, so the layout works on Redis Cluster as it is. Needs Redis 5 or later (or Valkey).
@@ -118,6 +142,7 @@
 //! | `login:remember:user:{<tag>}` | set | the user's selectors | with the user's last token |
 //! | `login:remember:selector:<selector>` | string | the user id, to find a token by selector | with the token, or later |
 //! | `login:throttle:<key>` | string | a failure count | with the window |
+//! | `login:logins:{<tag>}` | hash | the user's logins: id → the entry as JSON | with the user's latest login |
 //!
 //! One user's tokens and set share the hash tag `{<tag>}`, so listing and revoking all of a
 //! user's tokens are single-slot scripts, atomic even on a Cluster. Finding a token by
@@ -127,6 +152,11 @@
 //! [`RememberStore::delete_expired`](crate::RememberStore::delete_expired) has nothing to do
 //! and answers 0, and an expired token is simply not found. Members of the per-user set whose
 //! token has expired are pruned whenever the set is listed.
+//!
+//! A user's logins are one hash, so each login operation is one single-slot script. The hash
+//! expires with its latest entry; an entry that expired before it is skipped by `get` and
+//! `list` (the server's clock decides) and deleted by `list`, so
+//! [`LoginStore::delete_expired`](crate::LoginStore::delete_expired) answers 0 too.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -147,9 +177,9 @@
 //! Any failure of the backend is [`Error::Store`](crate::Error::Store), never a panic; a malformed stored row is one
 //! too. The stores have no timeout of their own: every call the library makes is bounded by
 //! the caller — [`LoginManager::store_timeout`](crate::LoginManager::store_timeout) for the
-//! remember-me store, [`LoginThrottle::store_timeout`](crate::LoginThrottle::store_timeout)
+//! remember-me and login stores, [`LoginThrottle::store_timeout`](crate::LoginThrottle::store_timeout)
 //! for the throttle store (both 5 s by default) — so a hung database answers
-//! [`Error::Timeout`](crate::Error::Timeout)`("remember store")` or `("throttle store")` instead of hanging requests,
+//! [`Error::Timeout`](crate::Error::Timeout)`("remember store")`, `("login store")` or `("throttle store")` instead of hanging requests,
 //! the same for these stores and any third-party one. Both errors become a 503 and never log
 //! anyone in.
 //!
@@ -173,8 +203,8 @@ mod sql;
 mod sqlite;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresRememberStore, PostgresThrottleStore};
+pub use postgres::{PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore};
 #[cfg(feature = "redis")]
-pub use redis::{RedisRememberStore, RedisThrottleStore};
+pub use redis::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteRememberStore, SqliteThrottleStore};
+pub use sqlite::{SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore};

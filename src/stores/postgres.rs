@@ -1,12 +1,14 @@
-//! Postgres stores (feature `postgres`): [`PostgresRememberStore`] and
-//! [`PostgresThrottleStore`], the Postgres dialect of the SQL stores. Documented in
-//! [`crate::stores`].
+//! Postgres stores (feature `postgres`): [`PostgresRememberStore`],
+//! [`PostgresThrottleStore`] and [`PostgresLoginStore`], the Postgres dialect of the SQL
+//! stores. Documented in [`crate::stores`].
 
 use sqlx::Postgres;
 use time::OffsetDateTime;
 
 use super::sql::{
-    dialect::Dialect, sql_store, statements::RememberTable, statements::ThrottleTable,
+    dialect::Dialect,
+    sql_store,
+    statements::{LoginTable, RememberTable, ThrottleTable},
 };
 use crate::error::BoxError;
 
@@ -63,7 +65,36 @@ sql_store! {
     }
 }
 
-/// The Postgres-only builder, on both store types.
+sql_store! {
+    /// The login index in Postgres: a [`LoginStore`](crate::LoginStore) in one table (default
+    /// `login_index`, in the [`schema`](Self::schema) if set; one row per live login, primary
+    /// key `(user_id, id)`), times kept to the microsecond. Clones share the pool. See
+    /// [Postgres](crate::stores#postgres) and the [table layout](crate::stores#sql-tables).
+    ///
+    /// Each user's bound holds however many logins race, on any number of app instances:
+    /// every `put` trims the user's rows in a statement of its own, after its insert. Expired
+    /// entries are never returned by `get` or `list` (the server's `now()` decides), and
+    /// deleted by [`delete_expired`](Self::delete_expired) or
+    /// [`continuously_delete_expired`](Self::continuously_delete_expired).
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::PgPool, sessions: tower_sessions::MemoryStore) -> login_manager::Result<()> {
+    /// use login_manager::stores::PostgresLoginStore;
+    /// use login_manager::LoginIndex;
+    ///
+    /// let store = PostgresLoginStore::new(pool);
+    /// store.migrate().await?;
+    /// // `sessions`: a clone of the SessionManagerLayer's store.
+    /// let index = LoginIndex::new(store, sessions);
+    /// # Ok(()) }
+    /// ```
+    pub struct PostgresLoginStore(Postgres, LoginTable): LoginStore {
+        pool: "sqlx::PgPool",
+        table: "login_index",
+    }
+}
+
+/// The Postgres-only builder, on every store type.
 macro_rules! schema_builder {
     ($($name:ident),+) => {$(
         impl $name {
@@ -85,13 +116,20 @@ macro_rules! schema_builder {
     )+};
 }
 
-schema_builder!(PostgresRememberStore, PostgresThrottleStore);
+schema_builder!(
+    PostgresRememberStore,
+    PostgresThrottleStore,
+    PostgresLoginStore
+);
 
 impl Dialect for Postgres {
     type Time = OffsetDateTime;
     const BYTES: &'static str = "BYTEA";
     const TIME: &'static str = "TIMESTAMPTZ";
     const BIGINT: &'static str = "BIGINT";
+    const BOOL: &'static str = "BOOLEAN";
+    const NULL_SAFE_EQ: &'static str = "IS NOT DISTINCT FROM";
+    const BYTEWISE: &'static str = " COLLATE \"C\"";
     // The transaction's start: one statement sees one instant.
     const NOW: &'static str = "now()";
     const LEAST: &'static str = "LEAST";

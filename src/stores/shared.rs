@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::throttle::ThrottleEntry;
 use crate::{error::BoxError, Error, Result};
 
-/// Implements [`RememberStore`](crate::RememberStore) or
-/// [`ThrottleStore`](crate::ThrottleStore) for a public store type by forwarding every call to
+/// Implements [`RememberStore`](crate::RememberStore), [`ThrottleStore`](crate::ThrottleStore)
+/// or [`LoginStore`](crate::LoginStore) for a public store type by forwarding every call to
 /// the private implementation it wraps (field `0`), which has inherent methods of the same
 /// names.
 macro_rules! delegate_store {
@@ -74,6 +74,58 @@ macro_rules! delegate_store {
 
             async fn reset(&self, key: &str) -> $crate::Result<()> {
                 self.0.reset(key).await
+            }
+        }
+    };
+    (LoginStore for $name:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::LoginStore for $name {
+            async fn put(
+                &self,
+                login: $crate::StoredLogin,
+                max_per_user: usize,
+            ) -> $crate::Result<Vec<$crate::StoredLogin>> {
+                self.0.put(login, max_per_user).await
+            }
+
+            async fn get(
+                &self,
+                user_id: &str,
+                id: &str,
+            ) -> $crate::Result<Option<$crate::StoredLogin>> {
+                self.0.get(user_id, id).await
+            }
+
+            async fn touch(
+                &self,
+                user_id: &str,
+                id: &str,
+                touch: $crate::LoginTouch,
+            ) -> $crate::Result<bool> {
+                self.0.touch(user_id, id, touch).await
+            }
+
+            async fn list(&self, user_id: &str) -> $crate::Result<Vec<$crate::StoredLogin>> {
+                self.0.list(user_id).await
+            }
+
+            async fn delete(
+                &self,
+                user_id: &str,
+                id: &str,
+            ) -> $crate::Result<Option<$crate::StoredLogin>> {
+                self.0.delete(user_id, id).await
+            }
+
+            async fn delete_for_user(
+                &self,
+                user_id: &str,
+            ) -> $crate::Result<Vec<$crate::StoredLogin>> {
+                self.0.delete_for_user(user_id).await
+            }
+
+            async fn delete_expired(&self) -> $crate::Result<u64> {
+                self.0.delete_expired().await
             }
         }
     };

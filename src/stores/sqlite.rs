@@ -1,11 +1,13 @@
-//! SQLite stores (feature `sqlite`): [`SqliteRememberStore`] and [`SqliteThrottleStore`], the
-//! SQLite dialect of the SQL stores. Documented in [`crate::stores`].
+//! SQLite stores (feature `sqlite`): [`SqliteRememberStore`], [`SqliteThrottleStore`] and
+//! [`SqliteLoginStore`], the SQLite dialect of the SQL stores. Documented in [`crate::stores`].
 
 use sqlx::Sqlite;
 use time::OffsetDateTime;
 
 use super::sql::{
-    dialect::Dialect, sql_store, statements::RememberTable, statements::ThrottleTable,
+    dialect::Dialect,
+    sql_store,
+    statements::{LoginTable, RememberTable, ThrottleTable},
 };
 use crate::error::BoxError;
 
@@ -62,6 +64,34 @@ sql_store! {
     }
 }
 
+sql_store! {
+    /// The login index in SQLite: a [`LoginStore`](crate::LoginStore) in one table (default
+    /// `login_index`, one row per live login, primary key `(user_id, id)`), times kept to the
+    /// millisecond. Clones share the pool. See [SQLite](crate::stores#sqlite) and the
+    /// [table layout](crate::stores#sql-tables).
+    ///
+    /// Each user's bound holds however many logins race: SQLite runs one writer at a time,
+    /// and every `put` trims the user's rows after its own insert. Expired entries are never
+    /// returned by `get` or `list`, and deleted by [`delete_expired`](Self::delete_expired)
+    /// or [`continuously_delete_expired`](Self::continuously_delete_expired).
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::SqlitePool, sessions: tower_sessions::MemoryStore) -> login_manager::Result<()> {
+    /// use login_manager::stores::SqliteLoginStore;
+    /// use login_manager::LoginIndex;
+    ///
+    /// let store = SqliteLoginStore::new(pool);
+    /// store.migrate().await?;
+    /// // `sessions`: a clone of the SessionManagerLayer's store.
+    /// let index = LoginIndex::new(store, sessions);
+    /// # Ok(()) }
+    /// ```
+    pub struct SqliteLoginStore(Sqlite, LoginTable): LoginStore {
+        pool: "sqlx::SqlitePool",
+        table: "login_index",
+    }
+}
+
 /// Unix milliseconds now. `julianday` keeps whole milliseconds internally; `ROUND` undoes the
 /// floating-point division it reports them through.
 const NOW_MILLIS: &str = "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
@@ -71,6 +101,10 @@ impl Dialect for Sqlite {
     const BYTES: &'static str = "BLOB";
     const TIME: &'static str = "INTEGER";
     const BIGINT: &'static str = "INTEGER";
+    const BOOL: &'static str = "INTEGER";
+    const NULL_SAFE_EQ: &'static str = "IS";
+    // A `TEXT` column's default collation already is `BINARY`; said for the reader.
+    const BYTEWISE: &'static str = " COLLATE BINARY";
     const NOW: &'static str = NOW_MILLIS;
     // SQLite's `min` with two arguments is the scalar minimum.
     const LEAST: &'static str = "MIN";

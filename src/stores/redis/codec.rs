@@ -1,13 +1,16 @@
 //! How the Redis stores encode what they keep: hash tags for user ids (so that one user's
-//! keys share a Cluster slot), times as Unix milliseconds, hashes as hex, and a token as the
-//! fields of a Redis hash. Crate-private.
+//! keys share a Cluster slot), times as Unix milliseconds, hashes as hex, a token as the
+//! fields of a Redis hash, and a login as a JSON object (one field of the user's hash).
+//! Crate-private.
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::BoxError;
 use crate::remember::{token::ValidatorHash, RememberToken};
+use crate::StoredLogin;
 
 /// Escapes `{`, `}` and `%` so that a user id never ends a hash tag early or starts
 /// another; injective, so distinct users keep distinct keys. The empty id becomes a lone `%`,
@@ -89,6 +92,62 @@ pub(crate) fn token_from_fields(
     })
 }
 
+/// A login as stored: the fields of [`StoredLogin`], times as decimal strings of Unix
+/// milliseconds. Strings rather than numbers because the Lua scripts decode and re-encode
+/// entries with `cjson`, whose numbers are doubles printed with 14 significant digits; the
+/// scripts compare times with `tonumber`, exact for any millisecond of years 1 to 9999.
+#[derive(Serialize, Deserialize)]
+struct EncodedLogin {
+    id: String,
+    user_id: String,
+    session_id: Option<String>,
+    remember_selector: Option<String>,
+    created_at: String,
+    last_used_at: String,
+    expires_at: String,
+    user_agent: String,
+    remembered: bool,
+}
+
+/// A login as the scripts keep it.
+pub(crate) fn encode_login(login: &StoredLogin) -> std::result::Result<String, BoxError> {
+    Ok(serde_json::to_string(&EncodedLogin {
+        id: login.id.clone(),
+        user_id: login.user_id.clone(),
+        session_id: login.session_id.clone(),
+        remember_selector: login.remember_selector.clone(),
+        created_at: millis(login.created_at).to_string(),
+        last_used_at: millis(login.last_used_at).to_string(),
+        expires_at: millis(login.expires_at).to_string(),
+        user_agent: login.user_agent.clone(),
+        remembered: login.remembered,
+    })?)
+}
+
+/// A login read from the hash of `user_id`: anything else there (bad JSON, a missing field,
+/// another user's entry) is an error.
+pub(crate) fn decode_login(
+    text: &str,
+    user_id: &str,
+) -> std::result::Result<StoredLogin, BoxError> {
+    let stored: EncodedLogin = serde_json::from_str(text)
+        .map_err(|e| BoxError::from(format!("malformed stored login: {e}")))?;
+    if stored.user_id != user_id {
+        return Err("a stored login is in another user's hash".into());
+    }
+    Ok(StoredLogin {
+        id: stored.id,
+        user_id: stored.user_id,
+        session_id: stored.session_id,
+        remember_selector: stored.remember_selector,
+        created_at: from_millis(&stored.created_at)?,
+        last_used_at: from_millis(&stored.last_used_at)?,
+        expires_at: from_millis(&stored.expires_at)?,
+        user_agent: stored.user_agent,
+        remembered: stored.remembered,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +163,31 @@ mod tests {
         assert_ne!(tag("%"), tag(""));
         assert_eq!(escape_prefix("app{1}:"), "app%7B1%7D:");
         assert_eq!(escape_prefix(""), "");
+    }
+
+    #[test]
+    fn logins_round_trip_and_malformed_ones_are_errors() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let login = StoredLogin {
+            id: "id/1".to_owned(),
+            user_id: "\"{alice}\"".to_owned(),
+            session_id: None,
+            remember_selector: Some("sel".to_owned()),
+            created_at: at,
+            last_used_at: at,
+            expires_at: OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap(),
+            user_agent: "Mozilla \u{e9}".to_owned(),
+            remembered: true,
+        };
+        let text = encode_login(&login).unwrap();
+        assert_eq!(decode_login(&text, &login.user_id).unwrap(), login);
+        // What cjson writes back: `/` escaped, keys in any order.
+        let relayed = text.replace("id/1", "id\\/1");
+        assert_eq!(decode_login(&relayed, &login.user_id).unwrap(), login);
+        assert!(decode_login(&text, "\"bob\"").is_err());
+        assert!(decode_login("{", &login.user_id).is_err());
+        assert!(decode_login(&text.replace("\"expires_at\"", "\"x\""), &login.user_id).is_err());
+        let bad_time = text.replace("253402300799000", "soon");
+        assert!(decode_login(&bad_time, &login.user_id).is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! Redis stores (feature `redis`): [`RedisRememberStore`] and [`RedisThrottleStore`], one
-//! implementation on a fred 10 `Pool`. The key layout is documented in [`crate::stores`].
+//! Redis stores (feature `redis`): [`RedisRememberStore`], [`RedisThrottleStore`] and
+//! [`RedisLoginStore`], one implementation on a fred 10 `Pool`. The key layout is documented in [`crate::stores`].
 
 mod codec;
 mod scripts;
@@ -13,11 +13,12 @@ use fred::interfaces::{HashesInterface, KeysInterface};
 use super::shared::{backend, window_entry, window_millis};
 use crate::remember::{token::ValidatorHash, RememberToken, Rotation};
 use crate::throttle::ThrottleEntry;
-use crate::{error::BoxError, Result};
-use codec::{escape_prefix, millis, tag, token_from_fields};
+use crate::{error::BoxError, LoginTouch, Result, StoredLogin};
+use codec::{decode_login, encode_login, escape_prefix, millis, tag, token_from_fields};
 use scripts::{
-    CREATE, DELETE, DELETE_FOR_USER, FAILURES, LIST_FOR_USER, RECORD_FAILURE, RESOLVE_AND_EXTEND,
-    ROTATE, SET_POINTER,
+    CREATE, DELETE, DELETE_FOR_USER, DELETE_LOGIN, DELETE_LOGINS_FOR_USER, FAILURES, GET_LOGIN,
+    LIST_FOR_USER, LIST_LOGINS, PUT_LOGIN, RECORD_FAILURE, RESOLVE_AND_EXTEND, ROTATE, SET_POINTER,
+    TOUCH_LOGIN,
 };
 
 /// The default key prefix.
@@ -31,8 +32,12 @@ pub(crate) struct RememberKeys;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ThrottleKeys;
 
+/// The login index: the keys of [`RedisLoginStore`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoginKeys;
+
 /// A store in Redis, for one kind of data (`K`): the one implementation that
-/// [`RedisRememberStore`] and [`RedisThrottleStore`] wrap.
+/// [`RedisRememberStore`], [`RedisThrottleStore`] and [`RedisLoginStore`] wrap.
 #[derive(Clone)]
 pub(crate) struct RedisStore<K> {
     pool: Pool,
@@ -163,6 +168,28 @@ redis_store! {
     /// # }
     /// ```
     pub struct RedisThrottleStore(ThrottleKeys): ThrottleStore;
+}
+
+redis_store! {
+    /// The login index in Redis: a [`LoginStore`](crate::LoginStore) keeping each user's
+    /// logins in one hash, `login:logins:{<tag>}` with the default prefix (entry id → the
+    /// entry as JSON; see [Redis](crate::stores#redis)). Every operation is one Lua script on
+    /// that one key, so it is atomic, also on a Redis Cluster: the bound on a user's logins
+    /// holds however many logins race. The hash expires with its latest entry; an expired
+    /// entry in a live hash is never returned by `get` or `list` (the server's clock
+    /// decides), and `list` deletes it. [`delete_expired`](crate::LoginStore::delete_expired)
+    /// has nothing to do and answers 0. Clones share the pool.
+    ///
+    /// ```no_run
+    /// # fn run(pool: fred::clients::Pool, sessions: tower_sessions::MemoryStore) {
+    /// use login_manager::stores::RedisLoginStore;
+    /// use login_manager::LoginIndex;
+    ///
+    /// // `sessions`: a clone of the SessionManagerLayer's store.
+    /// let index = LoginIndex::new(RedisLoginStore::new(pool), sessions);
+    /// # }
+    /// ```
+    pub struct RedisLoginStore(LoginKeys): LoginStore;
 }
 
 /// The operations of [`RememberStore`](crate::RememberStore).
@@ -393,4 +420,111 @@ impl RedisStore<ThrottleKeys> {
     fn key(&self, key: &str) -> String {
         format!("{}throttle:{key}", self.prefix)
     }
+}
+
+/// The operations of [`LoginStore`](crate::LoginStore): one script each, on the user's hash.
+impl RedisStore<LoginKeys> {
+    pub(crate) async fn put(
+        &self,
+        login: StoredLogin,
+        max_per_user: usize,
+    ) -> Result<Vec<StoredLogin>> {
+        backend(async {
+            let args = vec![
+                login.id.clone(),
+                encode_login(&login)?,
+                // At least one, as the memory store.
+                max_per_user.max(1).to_string(),
+            ];
+            let removed: Vec<String> = PUT_LOGIN
+                .evalsha_with_reload(self.pool.next(), vec![self.key(&login.user_id)], args)
+                .await?;
+            decode_all(&removed, &login.user_id)
+        })
+        .await
+    }
+
+    pub(crate) async fn get(&self, user_id: &str, id: &str) -> Result<Option<StoredLogin>> {
+        backend(async {
+            let raw: Option<String> = GET_LOGIN
+                .evalsha_with_reload(self.pool.next(), vec![self.key(user_id)], vec![id])
+                .await?;
+            raw.map(|raw| decode_login(&raw, user_id)).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn touch(&self, user_id: &str, id: &str, touch: LoginTouch) -> Result<bool> {
+        backend(async {
+            let (renamed, session_id) = match touch.session_id {
+                Some(session_id) => ("1", session_id),
+                None => ("0", String::new()),
+            };
+            let args = vec![
+                id.to_owned(),
+                millis(touch.last_used_at).to_string(),
+                millis(touch.expires_at).to_string(),
+                renamed.to_owned(),
+                session_id,
+            ];
+            let touched: i64 = TOUCH_LOGIN
+                .evalsha_with_reload(self.pool.next(), vec![self.key(user_id)], args)
+                .await?;
+            Ok::<_, BoxError>(touched == 1)
+        })
+        .await
+    }
+
+    pub(crate) async fn list(&self, user_id: &str) -> Result<Vec<StoredLogin>> {
+        backend(async {
+            let live: Vec<String> = LIST_LOGINS
+                .evalsha_with_reload(
+                    self.pool.next(),
+                    vec![self.key(user_id)],
+                    Vec::<String>::new(),
+                )
+                .await?;
+            decode_all(&live, user_id)
+        })
+        .await
+    }
+
+    pub(crate) async fn delete(&self, user_id: &str, id: &str) -> Result<Option<StoredLogin>> {
+        backend(async {
+            let raw: Option<String> = DELETE_LOGIN
+                .evalsha_with_reload(self.pool.next(), vec![self.key(user_id)], vec![id])
+                .await?;
+            raw.map(|raw| decode_login(&raw, user_id)).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_for_user(&self, user_id: &str) -> Result<Vec<StoredLogin>> {
+        backend(async {
+            let all: Vec<String> = DELETE_LOGINS_FOR_USER
+                .evalsha_with_reload(
+                    self.pool.next(),
+                    vec![self.key(user_id)],
+                    Vec::<String>::new(),
+                )
+                .await?;
+            decode_all(&all, user_id)
+        })
+        .await
+    }
+
+    /// Redis expires a user's hash with its latest entry, and `list` deletes expired entries
+    /// in a live one: nothing to do, 0.
+    pub(crate) async fn delete_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    /// The user's hash.
+    fn key(&self, user_id: &str) -> String {
+        format!("{}logins:{{{}}}", self.prefix, tag(user_id))
+    }
+}
+
+fn decode_all(raw: &[String], user_id: &str) -> std::result::Result<Vec<StoredLogin>, BoxError> {
+    raw.iter().map(|raw| decode_login(raw, user_id)).collect()
 }

@@ -140,3 +140,139 @@ if not count then return nil end
 return {tonumber(count), redis.call('PTTL', KEYS[1])}",
     )
 });
+
+/// What the login scripts share: the server's clock in Unix ms, the order of `beyond_bound`
+/// (src/logins/store.rs) with ids compared byte by byte (Lua's `<` on strings follows the
+/// server's locale), and the decoding of an entry's times. An entry that is not a JSON object
+/// with `expires_at` and `last_used_at` raises an error, which reaches the caller as one.
+const LOGIN_PRELUDE: &str = r"
+local function now_ms()
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+end
+local function bytes_before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local function kept_before(a, b)
+  if a.live ~= b.live then return a.live end
+  if a.used ~= b.used then return a.used > b.used end
+  return bytes_before(a.id, b.id)
+end
+local function expiry(entry)
+  return assert(tonumber(entry['expires_at']), 'a stored login without expires_at')
+end
+local function used(entry)
+  return assert(tonumber(entry['last_used_at']), 'a stored login without last_used_at')
+end
+";
+
+/// KEYS: the user's logins hash. ARGV: id, the entry (JSON), the bound (at least 1).
+/// Stores the entry (a replaced one's `created_at` kept), trims the user's entries to the
+/// bound, expired first, then the least recently used, and makes the hash expire with its
+/// latest entry. Returns the removed entries: the replaced one, then the trimmed ones.
+pub(crate) static PUT_LOGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(format!(
+        "{LOGIN_PRELUDE}
+local now = now_ms()
+local removed = {{}}
+local entry = ARGV[2]
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local new = cjson.decode(ARGV[2])
+  new['created_at'] = cjson.decode(old)['created_at']
+  entry = cjson.encode(new)
+  table.insert(removed, old)
+end
+redis.call('HSET', KEYS[1], ARGV[1], entry)
+local all = redis.call('HGETALL', KEYS[1])
+local logins = {{}}
+for i = 1, #all, 2 do
+  local e = cjson.decode(all[i + 1])
+  local expires = expiry(e)
+  table.insert(logins, {{id = all[i], raw = all[i + 1], live = expires > now,
+    used = used(e), expires = expires, expires_at = e['expires_at']}})
+end
+local max = tonumber(ARGV[3])
+if #logins > max then
+  table.sort(logins, kept_before)
+  for i = max + 1, #logins do
+    redis.call('HDEL', KEYS[1], logins[i].id)
+    table.insert(removed, logins[i].raw)
+  end
+end
+local latest = nil
+for i = 1, math.min(#logins, max) do
+  if not latest or logins[i].expires > latest.expires then latest = logins[i] end
+end
+if latest then redis.call('PEXPIREAT', KEYS[1], latest.expires_at) end
+return removed"
+    ))
+});
+
+/// KEYS: the user's logins hash. ARGV: id. The entry, unless it is missing or expired.
+pub(crate) static GET_LOGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(format!(
+        "{LOGIN_PRELUDE}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw or expiry(cjson.decode(raw)) <= now_ms() then return false end
+return raw"
+    ))
+});
+
+/// KEYS: the user's logins hash. ARGV: id, last_used_at ms, expires_at ms, `1` when a new
+/// session id follows (else `0`), the session id. Updates an existing entry only (1), never
+/// shortens its expiry, and keeps the hash alive at least as long; 0 when it is missing.
+pub(crate) static TOUCH_LOGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(format!(
+        "{COVER}{LOGIN_PRELUDE}
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local e = cjson.decode(raw)
+e['last_used_at'] = ARGV[2]
+if tonumber(ARGV[3]) > expiry(e) then e['expires_at'] = ARGV[3] end
+if ARGV[4] == '1' then e['session_id'] = ARGV[5] end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(e))
+cover(KEYS[1], e['expires_at'])
+return 1"
+    ))
+});
+
+/// KEYS: the user's logins hash. The unexpired entries; the expired ones are deleted.
+pub(crate) static LIST_LOGINS: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(format!(
+        "{LOGIN_PRELUDE}
+local now = now_ms()
+local live = {{}}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if expiry(cjson.decode(all[i + 1])) > now then
+    table.insert(live, all[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+return live"
+    ))
+});
+
+/// KEYS: the user's logins hash. ARGV: id. Deletes the entry and returns it, if it existed.
+pub(crate) static DELETE_LOGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return raw",
+    )
+});
+
+/// KEYS: the user's logins hash. Deletes it and returns every entry it held.
+pub(crate) static DELETE_LOGINS_FOR_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "local all = redis.call('HVALS', KEYS[1])
+redis.call('DEL', KEYS[1])
+return all",
+    )
+});

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::BoxError;
 use crate::remember::{token::ValidatorHash, RememberToken};
+use crate::StoredLogin;
 
 /// Column types, the clock, and how times are bound.
 pub(crate) trait Dialect: Database {
@@ -21,6 +22,13 @@ pub(crate) trait Dialect: Database {
     const TIME: &'static str;
     /// Column type of a 64-bit integer.
     const BIGINT: &'static str;
+    /// Column type of a boolean.
+    const BOOL: &'static str;
+    /// Equality that holds between two NULLs (`a <op> b`).
+    const NULL_SAFE_EQ: &'static str;
+    /// What follows a text column in `ORDER BY` so that it sorts byte by byte, as Rust's
+    /// `str` does, whatever the database's collation.
+    const BYTEWISE: &'static str;
     /// The database's clock, as a `TIME` value.
     const NOW: &'static str;
     /// The two-argument minimum function.
@@ -45,6 +53,8 @@ pub(crate) trait Dialect: Database {
 #[derive(Debug)]
 pub(crate) enum Arg<'a> {
     Text(&'a str),
+    NullableText(Option<&'a str>),
+    Bool(bool),
     Bytes(&'a [u8]),
     NullableBytes(Option<&'a [u8]>),
     Time(OffsetDateTime),
@@ -68,6 +78,13 @@ pub(crate) trait Backend: Dialect {
         args: Vec<Arg<'a>>,
     ) -> impl Future<Output = Result<Vec<RememberToken>, BoxError>> + Send + 'a;
 
+    /// Runs a query selecting the login columns in [`StoredLogin`] field order.
+    fn fetch_logins<'a>(
+        pool: &'a Pool<Self>,
+        sql: &'a str,
+        args: Vec<Arg<'a>>,
+    ) -> impl Future<Output = Result<Vec<StoredLogin>, BoxError>> + Send + 'a;
+
     /// Runs a query returning at most one `(failures, milliseconds left)` row.
     fn fetch_window<'a>(
         pool: &'a Pool<Self>,
@@ -88,11 +105,14 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q [u8]>: Encode<'q, DB>,
     for<'q> Option<DB::Time>: Encode<'q, DB>,
     for<'q> i64: Encode<'q, DB>,
+    for<'q> bool: Encode<'q, DB>,
     for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> bool: Decode<'r, DB> + Type<DB>,
     for<'r> String: Decode<'r, DB> + Type<DB>,
     for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
@@ -113,6 +133,15 @@ where
     ) -> Result<Vec<RememberToken>, BoxError> {
         let rows = bind(sql, args).fetch_all(pool).await?;
         rows.iter().map(token_from_row::<DB>).collect()
+    }
+
+    async fn fetch_logins<'a>(
+        pool: &'a Pool<Self>,
+        sql: &'a str,
+        args: Vec<Arg<'a>>,
+    ) -> Result<Vec<StoredLogin>, BoxError> {
+        let rows = bind(sql, args).fetch_all(pool).await?;
+        rows.iter().map(login_from_row::<DB>).collect()
     }
 
     async fn fetch_window<'a>(
@@ -144,14 +173,18 @@ fn bind<'a, DB>(sql: &'a str, args: Vec<Arg<'a>>) -> sqlx::query::Query<'a, DB, 
 where
     DB: Dialect,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q [u8]>: Encode<'q, DB>,
     for<'q> Option<DB::Time>: Encode<'q, DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
 {
     args.into_iter()
         .fold(sqlx::query::<DB>(sql), |query, arg| match arg {
             Arg::Text(v) => query.bind(v),
+            Arg::NullableText(v) => query.bind(v),
+            Arg::Bool(v) => query.bind(v),
             Arg::Bytes(v) => query.bind(v),
             Arg::NullableBytes(v) => query.bind(v),
             Arg::Time(v) => query.bind(DB::encode_time(v)),
@@ -187,6 +220,29 @@ where
         last_used_at: time(7)?,
         expires_at: time(8)?,
         user_agent: row.try_get(9)?,
+    })
+}
+
+fn login_from_row<DB>(row: &DB::Row) -> Result<StoredLogin, BoxError>
+where
+    DB: Dialect,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> bool: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let time = |i: usize| -> Result<OffsetDateTime, BoxError> {
+        DB::decode_time(row.try_get::<DB::Time, _>(i)?)
+    };
+    Ok(StoredLogin {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        session_id: row.try_get(2)?,
+        remember_selector: row.try_get(3)?,
+        created_at: time(4)?,
+        last_used_at: time(5)?,
+        expires_at: time(6)?,
+        user_agent: row.try_get(7)?,
+        remembered: row.try_get(8)?,
     })
 }
 

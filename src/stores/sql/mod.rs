@@ -15,12 +15,13 @@ use sqlx::Pool;
 use super::shared::{backend, delete_expired_every, window_entry, window_millis};
 use crate::remember::{token::ValidatorHash, RememberToken, Rotation};
 use crate::throttle::ThrottleEntry;
-use crate::Result;
+use crate::{Error, LoginTouch, Result, StoredLogin};
 use dialect::{Arg, Backend};
-use statements::{Kind, Location, RememberTable, Statements, ThrottleTable};
+use statements::{Kind, Location, LoginTable, RememberTable, Statements, ThrottleTable};
 
-/// A store in one SQL table of database `DB`: remember-me tokens (`K` = [`RememberTable`]) or
-/// throttle windows ([`ThrottleTable`]). Wrapped by the public types of [`sql_store!`].
+/// A store in one SQL table of database `DB`: remember-me tokens (`K` = [`RememberTable`]),
+/// throttle windows ([`ThrottleTable`]) or the login index ([`LoginTable`]). Wrapped by the
+/// public types of [`sql_store!`].
 pub(crate) struct SqlStore<DB: Backend, K: Kind> {
     pool: Pool<DB>,
     location: Location,
@@ -185,6 +186,119 @@ impl<DB: Backend> SqlStore<DB, ThrottleTable> {
     }
 }
 
+/// How many times a `put` re-reads a row that other calls keep changing under it before it
+/// gives up with an error. Each retry means another call's write succeeded, so this is only
+/// reached by dozens of calls replacing or touching the same entry at once.
+const PUT_ATTEMPTS: usize = 64;
+
+/// The operations of [`LoginStore`](crate::LoginStore).
+impl<DB: Backend> SqlStore<DB, LoginTable> {
+    pub(crate) async fn put(
+        &self,
+        login: StoredLogin,
+        max_per_user: usize,
+    ) -> Result<Vec<StoredLogin>> {
+        let mut removed = Vec::new();
+        let mut placed = false;
+        for _ in 0..PUT_ATTEMPTS {
+            if self.execute(&self.sql.insert, login_args(&login)).await? == 1 {
+                placed = true;
+                break;
+            }
+            let key = vec![Arg::Text(&login.user_id), Arg::Text(&login.id)];
+            // Gone since the insert (deleted, trimmed): insert again.
+            let Some(old) = self.logins(&self.sql.find_any, key).await?.pop() else {
+                continue;
+            };
+            let args = vec![
+                Arg::Text(&login.user_id),
+                Arg::Text(&login.id),
+                Arg::NullableText(login.session_id.as_deref()),
+                Arg::NullableText(login.remember_selector.as_deref()),
+                Arg::Time(login.last_used_at),
+                Arg::Time(login.expires_at),
+                Arg::Text(&login.user_agent),
+                Arg::Bool(login.remembered),
+                Arg::NullableText(old.session_id.as_deref()),
+                Arg::NullableText(old.remember_selector.as_deref()),
+                Arg::Time(old.created_at),
+                Arg::Time(old.last_used_at),
+                Arg::Time(old.expires_at),
+                Arg::Text(&old.user_agent),
+                Arg::Bool(old.remembered),
+            ];
+            // Changed since it was read (a touch, a racing put): read it again.
+            if self.execute(&self.sql.replace, args).await? == 1 {
+                removed.push(old);
+                placed = true;
+                break;
+            }
+        }
+        if !placed {
+            return Err(Error::Store(
+                format!(
+                    "login store: the entry changed under {PUT_ATTEMPTS} attempts to replace it"
+                )
+                .into(),
+            ));
+        }
+        // At least one, as the memory store; a bound past i64::MAX is no bound.
+        let max = i64::try_from(max_per_user.max(1)).unwrap_or(i64::MAX);
+        let trim = vec![Arg::Text(&login.user_id), Arg::BigInt(max)];
+        removed.extend(self.logins(&self.sql.trim, trim).await?);
+        Ok(removed)
+    }
+
+    pub(crate) async fn get(&self, user_id: &str, id: &str) -> Result<Option<StoredLogin>> {
+        let args = vec![Arg::Text(user_id), Arg::Text(id)];
+        Ok(self.logins(&self.sql.get, args).await?.pop())
+    }
+
+    pub(crate) async fn touch(&self, user_id: &str, id: &str, touch: LoginTouch) -> Result<bool> {
+        let args = vec![
+            Arg::Text(user_id),
+            Arg::Text(id),
+            Arg::Time(touch.last_used_at),
+            Arg::Time(touch.expires_at),
+            Arg::NullableText(touch.session_id.as_deref()),
+        ];
+        Ok(self.execute(&self.sql.touch, args).await? == 1)
+    }
+
+    pub(crate) async fn list(&self, user_id: &str) -> Result<Vec<StoredLogin>> {
+        self.logins(&self.sql.list, vec![Arg::Text(user_id)]).await
+    }
+
+    pub(crate) async fn delete(&self, user_id: &str, id: &str) -> Result<Option<StoredLogin>> {
+        let args = vec![Arg::Text(user_id), Arg::Text(id)];
+        Ok(self.logins(&self.sql.delete, args).await?.pop())
+    }
+
+    pub(crate) async fn delete_for_user(&self, user_id: &str) -> Result<Vec<StoredLogin>> {
+        self.logins(&self.sql.delete_for_user, vec![Arg::Text(user_id)])
+            .await
+    }
+
+    async fn logins(&self, sql: &str, args: Vec<Arg<'_>>) -> Result<Vec<StoredLogin>> {
+        backend(DB::fetch_logins(&self.pool, sql, args)).await
+    }
+}
+
+/// The columns of a login, in the order of the `insert` statement.
+fn login_args(login: &StoredLogin) -> Vec<Arg<'_>> {
+    vec![
+        Arg::Text(&login.id),
+        Arg::Text(&login.user_id),
+        Arg::NullableText(login.session_id.as_deref()),
+        Arg::NullableText(login.remember_selector.as_deref()),
+        Arg::Time(login.created_at),
+        Arg::Time(login.last_used_at),
+        Arg::Time(login.expires_at),
+        Arg::Text(&login.user_agent),
+        Arg::Bool(login.remembered),
+    ]
+}
+
 /// Defines one public SQL store type: a newtype around [`SqlStore`] for one database and one
 /// kind of table, with the builder (`new`, `table_name`, `pool`, `DEFAULT_TABLE`), the
 /// maintenance calls (`migrate`, `delete_expired`, `continuously_delete_expired`) and the store
@@ -285,8 +399,8 @@ macro_rules! sql_store {
                 self.0.migrate().await
             }
 
-            /// Deletes the expired rows (tokens past `expires_at`, ended throttle windows) by
-            /// the database's clock; how many.
+            /// Deletes the expired rows (tokens and logins past `expires_at`, ended throttle
+            /// windows) by the database's clock; how many.
             ///
             /// A cleanup call, not a request's: no store timeout applies, it is bounded by the
             /// pool's own `acquire_timeout` (sqlx's default is 30 s).

@@ -1,6 +1,6 @@
-//! Every statement of the two SQL stores, written once for both databases, and what a kind
-//! of table ([`RememberTable`], [`ThrottleTable`]) brings to the generic store: its default
-//! name and its statements. Crate-private.
+//! Every statement of the SQL stores, written once for both databases, and what a kind of
+//! table ([`RememberTable`], [`ThrottleTable`], [`LoginTable`]) brings to the generic store: its
+//! default name and its statements. Crate-private.
 
 use super::dialect::Dialect;
 
@@ -162,6 +162,115 @@ impl ThrottleSql {
     }
 }
 
+const LOGIN_COLUMNS: &str = "id, user_id, session_id, remember_selector, created_at, \
+                             last_used_at, expires_at, user_agent, remembered";
+
+/// Every statement of the login index store, built once per configuration.
+///
+/// `put` is a few autocommit statements, no transaction: an insert that does nothing when
+/// the id exists, else a read of the old row and a compare-and-swap `UPDATE` conditional on
+/// every column still holding the value read (retried when another call changed or deleted
+/// the row in between), so that each replaced entry is returned by exactly one call; then a
+/// separate `trim`. Every `put` trims after its own insert has committed, so the last trim to
+/// start sees every insert: however many calls race, the user ends with at most the bound,
+/// and a row is deleted (and returned) by one statement only.
+#[derive(Debug)]
+pub(crate) struct LoginSql {
+    pub(crate) migration: Vec<String>,
+    /// `$1..$9`: the columns in [`LOGIN_COLUMNS`] order. Affects 0 rows when the id exists.
+    pub(crate) insert: String,
+    /// `$1` user, `$2` id: the row, expired or not (what `replace` compares against).
+    pub(crate) find_any: String,
+    /// `$1` user, `$2` id; `$3..$8` the new session_id, remember_selector, last_used_at,
+    /// expires_at, user_agent, remembered; `$9..$15` the old session_id, remember_selector,
+    /// created_at, last_used_at, expires_at, user_agent, remembered. 1 row when it won.
+    pub(crate) replace: String,
+    /// `$1` user, `$2` the bound: deletes and returns the rows beyond it.
+    pub(crate) trim: String,
+    pub(crate) get: String,
+    /// `$1` user, `$2` id, `$3` last_used_at, `$4` expires_at, `$5` session_id or NULL.
+    pub(crate) touch: String,
+    pub(crate) list: String,
+    pub(crate) delete: String,
+    pub(crate) delete_for_user: String,
+    pub(crate) delete_expired: String,
+}
+
+impl LoginSql {
+    pub(crate) fn new<DB: Dialect>(at: &Location) -> Self {
+        let t = at.table();
+        let (now, time, same) = (DB::NOW, DB::TIME, DB::NULL_SAFE_EQ);
+        let mut migration = DB::migration_prelude(at.schema.as_deref());
+        migration.extend([
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                 id TEXT NOT NULL, \
+                 user_id TEXT NOT NULL, \
+                 session_id TEXT, \
+                 remember_selector TEXT, \
+                 created_at {time} NOT NULL, \
+                 last_used_at {time} NOT NULL, \
+                 expires_at {time} NOT NULL, \
+                 user_agent TEXT NOT NULL, \
+                 remembered {} NOT NULL, \
+                 PRIMARY KEY (user_id, id))",
+                DB::BOOL
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
+                at.index("expires_at_idx")
+            ),
+        ]);
+        Self {
+            migration,
+            insert: format!(
+                "INSERT INTO {t} ({LOGIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (user_id, id) DO NOTHING"
+            ),
+            find_any: format!("SELECT {LOGIN_COLUMNS} FROM {t} WHERE user_id = $1 AND id = $2"),
+            // `created_at` is not set: a replacement keeps the first entry's.
+            replace: format!(
+                "UPDATE {t} SET session_id = $3, remember_selector = $4, last_used_at = $5, \
+                 expires_at = $6, user_agent = $7, remembered = $8 \
+                 WHERE user_id = $1 AND id = $2 \
+                 AND session_id {same} $9 AND remember_selector {same} $10 \
+                 AND created_at = $11 AND last_used_at = $12 AND expires_at = $13 \
+                 AND user_agent = $14 AND remembered = $15"
+            ),
+            // The order of `beyond_bound` (src/logins/store.rs): unexpired first, then the
+            // most recently used, ids compared byte by byte; everything after the first `$2`
+            // goes.
+            trim: format!(
+                "DELETE FROM {t} WHERE user_id = $1 AND id NOT IN (\
+                 SELECT id FROM {t} WHERE user_id = $1 \
+                 ORDER BY (expires_at > {now}) DESC, last_used_at DESC, id{} ASC LIMIT $2) \
+                 RETURNING {LOGIN_COLUMNS}",
+                DB::BYTEWISE
+            ),
+            get: format!(
+                "SELECT {LOGIN_COLUMNS} FROM {t} \
+                 WHERE user_id = $1 AND id = $2 AND expires_at > {now}"
+            ),
+            touch: format!(
+                "UPDATE {t} SET last_used_at = $3, \
+                 expires_at = CASE WHEN expires_at < $4 THEN $4 ELSE expires_at END, \
+                 session_id = COALESCE($5, session_id) \
+                 WHERE user_id = $1 AND id = $2"
+            ),
+            list: format!(
+                "SELECT {LOGIN_COLUMNS} FROM {t} WHERE user_id = $1 AND expires_at > {now}"
+            ),
+            delete: format!(
+                "DELETE FROM {t} WHERE user_id = $1 AND id = $2 RETURNING {LOGIN_COLUMNS}"
+            ),
+            delete_for_user: format!(
+                "DELETE FROM {t} WHERE user_id = $1 RETURNING {LOGIN_COLUMNS}"
+            ),
+            delete_expired: format!("DELETE FROM {t} WHERE expires_at <= {now}"),
+        }
+    }
+}
+
 /// What a kind of table brings to [`SqlStore`](super::SqlStore): its names and its
 /// statements.
 pub(crate) trait Kind: Send + Sync + 'static {
@@ -188,6 +297,10 @@ pub(crate) struct RememberTable;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ThrottleTable;
 
+/// The login index table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoginTable;
+
 impl Kind for RememberTable {
     const DEFAULT_TABLE: &'static str = "login_remember_tokens";
     const WHAT: &'static str = "remember store";
@@ -198,6 +311,12 @@ impl Kind for ThrottleTable {
     const DEFAULT_TABLE: &'static str = "login_throttle";
     const WHAT: &'static str = "throttle store";
     type Statements = ThrottleSql;
+}
+
+impl Kind for LoginTable {
+    const DEFAULT_TABLE: &'static str = "login_index";
+    const WHAT: &'static str = "login store";
+    type Statements = LoginSql;
 }
 
 impl Statements for RememberSql {
@@ -215,6 +334,18 @@ impl Statements for RememberSql {
 impl Statements for ThrottleSql {
     fn build<DB: Dialect>(at: &Location) -> Self {
         ThrottleSql::new::<DB>(at)
+    }
+    fn migration(&self) -> &[String] {
+        &self.migration
+    }
+    fn delete_expired(&self) -> &str {
+        &self.delete_expired
+    }
+}
+
+impl Statements for LoginSql {
+    fn build<DB: Dialect>(at: &Location) -> Self {
+        LoginSql::new::<DB>(at)
     }
     fn migration(&self) -> &[String] {
         &self.migration
