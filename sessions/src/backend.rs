@@ -203,25 +203,43 @@ impl SessionBackend {
         deleted.map_err(store_error)
     }
 
+    /// The store the layer keeps sessions in (a clone: clones share it), for code that must
+    /// reach sessions outside a request — such as
+    /// `login_manager::LoginIndex::new(login_store, backend.store().unwrap())`, which deletes
+    /// the sessions of ended logins. `None` for cookie sessions, which no server can delete.
+    pub fn store(&self) -> Option<DynStore> {
+        Some(match self {
+            Self::Memory(store) => DynStore::new(store.clone()),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite(pool) => {
+                DynStore::new(tower_sessions_sqlx_store::SqliteStore::new(pool.clone()))
+            }
+            #[cfg(feature = "postgres")]
+            Self::Postgres(pool) => {
+                DynStore::new(tower_sessions_sqlx_store::PostgresStore::new(pool.clone()))
+            }
+            #[cfg(feature = "redis")]
+            Self::Redis(pool) => {
+                DynStore::new(tower_sessions_redis_store::RedisStore::new(pool.clone()))
+            }
+            #[cfg(feature = "file")]
+            Self::File(dir) => DynStore::new(file_store(dir)),
+            #[cfg(feature = "cookie")]
+            Self::Cookie(_) => return None,
+            Self::Custom(store) => store.clone(),
+        })
+    }
+
     /// The session layer: put it outside (after, in `Router::layer` order) the login
     /// manager's layer. Fails only for a cookie backend without a secret key.
     pub fn into_layer(self, config: SessionConfig) -> Result<SessionLayer> {
-        let store = match self {
-            Self::Memory(store) => DynStore::new(store),
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(pool) => DynStore::new(tower_sessions_sqlx_store::SqliteStore::new(pool)),
-            #[cfg(feature = "postgres")]
-            Self::Postgres(pool) => {
-                DynStore::new(tower_sessions_sqlx_store::PostgresStore::new(pool))
-            }
-            #[cfg(feature = "redis")]
-            Self::Redis(pool) => DynStore::new(tower_sessions_redis_store::RedisStore::new(pool)),
-            #[cfg(feature = "file")]
-            Self::File(dir) => DynStore::new(file_store(&dir)),
-            #[cfg(feature = "cookie")]
-            Self::Cookie(protection) => return cookie_layer(protection, config),
-            Self::Custom(store) => store,
-        };
+        #[cfg(feature = "cookie")]
+        if let Self::Cookie(protection) = self {
+            return cookie_layer(protection, config);
+        }
+        let store = self
+            .store()
+            .ok_or_else(|| Error::Config("this session backend keeps no store".to_owned()))?;
         let cookie = config.attributes();
         let mut layer = SessionManagerLayer::new(store)
             .with_name(cookie.name)
