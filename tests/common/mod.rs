@@ -27,6 +27,7 @@ use login_manager::{
     FreshLoginRequired, LoginManager, LoginOptions, LoginRequired, LoginView, MemoryRememberStore,
     Remember, UserLoader,
 };
+use serde_json::json;
 use tower::ServiceExt;
 use tower_sessions::{
     session::{Id, Record},
@@ -308,6 +309,30 @@ async fn revoke_all(auth: Auth) -> Result<String, login_manager::Error> {
     Ok(auth.revoke_all_devices().await?.to_string())
 }
 
+/// The current user's live logins, as JSON objects.
+async fn logins(auth: Auth) -> Result<Json<serde_json::Value>, login_manager::Error> {
+    let logins = auth.logins().await?;
+    Ok(Json(json!(logins
+        .into_iter()
+        .map(|l| json!({
+            "id": l.id,
+            "current": l.current,
+            "browser": l.browser,
+            "system": l.system,
+            "remember_me": l.remember_me,
+            "restored": l.restored,
+        }))
+        .collect::<Vec<_>>())))
+}
+
+async fn end_login(mut auth: Auth, Path(id): Path<String>) -> Result<String, login_manager::Error> {
+    Ok(auth.end_login(&id).await?.to_string())
+}
+
+async fn end_other_logins(auth: Auth) -> Result<String, login_manager::Error> {
+    Ok(auth.end_other_logins().await?.to_string())
+}
+
 async fn client_ip(ConnectInfo(addr): ConnectInfo<SocketAddr>) -> String {
     addr.to_string()
 }
@@ -318,6 +343,8 @@ pub struct TestApp {
     pub users: Users,
     pub remember_store: MemoryRememberStore,
     pub events: Arc<Mutex<Vec<AuthEvent>>>,
+    /// A clone of the manager before `into_layer` (for `end_all_logins`).
+    pub manager: LoginManager<Users>,
 }
 
 impl TestApp {
@@ -328,23 +355,74 @@ impl TestApp {
     /// The test app with the manager adjusted by `configure`. Remember-me is on (not secure,
     /// 1 s grace window).
     pub fn with(configure: impl FnOnce(LoginManager<Users>) -> LoginManager<Users>) -> Self {
-        Self::build(configure, |router, store| {
+        Self::with_store(|m, _| configure(m))
+    }
+
+    /// [`with`](Self::with), where `configure` also gets the session store (for a
+    /// `LoginIndex`).
+    pub fn with_store(
+        configure: impl FnOnce(LoginManager<Users>, &CountingStore) -> LoginManager<Users>,
+    ) -> Self {
+        Self::build(CountingStore::default(), configure, |router, store| {
             router.layer(SessionManagerLayer::new(store).with_secure(false))
         })
     }
 
     /// The test app on another session layer (`store` then sees no traffic).
     pub fn with_session_layer(layer: login_manager_sessions::SessionLayer) -> Self {
-        Self::build(|m| m, |router, _| router.layer(layer))
+        Self::with_session_layer_and(layer, |m| m)
+    }
+
+    /// [`with_session_layer`](Self::with_session_layer), the manager adjusted by `configure`.
+    pub fn with_session_layer_and(
+        layer: login_manager_sessions::SessionLayer,
+        configure: impl FnOnce(LoginManager<Users>) -> LoginManager<Users>,
+    ) -> Self {
+        Self::build(
+            CountingStore::default(),
+            |m, _| configure(m),
+            |router, _| router.layer(layer),
+        )
+    }
+
+    /// A second instance of this app: its own router and manager over the same session,
+    /// remember-me and user stores (what two processes behind a load balancer share), with
+    /// the manager adjusted by `configure` (give it the same login index store).
+    pub fn second_instance(
+        &self,
+        configure: impl FnOnce(LoginManager<Users>, &CountingStore) -> LoginManager<Users>,
+    ) -> Self {
+        let (users, remember_store) = (self.users.clone(), self.remember_store.clone());
+        Self::build_with(
+            users,
+            remember_store,
+            self.store.clone(),
+            configure,
+            |router, store| router.layer(SessionManagerLayer::new(store).with_secure(false)),
+        )
     }
 
     fn build(
-        configure: impl FnOnce(LoginManager<Users>) -> LoginManager<Users>,
+        store: CountingStore,
+        configure: impl FnOnce(LoginManager<Users>, &CountingStore) -> LoginManager<Users>,
         sessions: impl FnOnce(Router, CountingStore) -> Router,
     ) -> Self {
-        let users = Users::new();
-        let store = CountingStore::default();
-        let remember_store = MemoryRememberStore::new();
+        Self::build_with(
+            Users::new(),
+            MemoryRememberStore::new(),
+            store,
+            configure,
+            sessions,
+        )
+    }
+
+    fn build_with(
+        users: Users,
+        remember_store: MemoryRememberStore,
+        store: CountingStore,
+        configure: impl FnOnce(LoginManager<Users>, &CountingStore) -> LoginManager<Users>,
+        sessions: impl FnOnce(Router, CountingStore) -> Router,
+    ) -> Self {
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();
         let manager = LoginManager::new(users.clone())
@@ -354,7 +432,8 @@ impl TestApp {
                     .grace_period(Duration::from_secs(1)),
             )
             .on_event(move |e| sink.lock().unwrap().push(e.clone()));
-        let manager = configure(manager);
+        let manager = configure(manager, &store);
+        let manager_clone = manager.clone();
         let admin = Router::new()
             .route("/admin", get(|| async { "admin area" }))
             .route_layer(permission_required("admin"))
@@ -375,6 +454,9 @@ impl TestApp {
             .route("/devices", get(devices))
             .route("/devices/{id}/revoke", post(revoke))
             .route("/devices/revoke-all", post(revoke_all))
+            .route("/logins", get(logins))
+            .route("/logins/{id}/end", post(end_login))
+            .route("/logins/end-others", post(end_other_logins))
             .route("/ip", get(client_ip))
             .merge(
                 Router::new()
@@ -398,6 +480,7 @@ impl TestApp {
             users,
             remember_store,
             events,
+            manager: manager_clone,
         }
     }
 
