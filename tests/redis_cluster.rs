@@ -1,6 +1,6 @@
 //! The Redis stores on a real Redis Cluster (`tests/support/redis-cluster.sh start`: three
 //! masters on 127.0.0.1:7101-7103; elsewhere, `LOGIN_MANAGER_TEST_REDIS_CLUSTER_URL`): the
-//! conformance cases, plus many users' tokens and many throttle keys spread over every node.
+//! conformance cases, plus many users' tokens, logins and throttle keys spread over every node.
 //! Without a reachable cluster each test prints `SKIPPED` and passes, except with `CI=true`,
 //! where it fails (as every store test, see `store_support`).
 #![cfg(feature = "redis")]
@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use fred::clients::Pool;
 use fred::prelude::*;
-use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
-use login_manager::ThrottleStore;
+use login_manager::stores::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
+use login_manager::{LoginStore, StoredLogin, ThrottleStore};
 use login_manager::{RememberStore, RememberToken, Rotation};
 use store_support::backends::{cluster_primaries, delete_keys, node_keys, redis_cluster_pool};
 use store_support::{conformance, unique, with_teardown};
@@ -212,6 +212,103 @@ async fn remember_tokens_of_many_users_on_every_node() {
         assert_eq!(
             count(&nodes, "remember:selector").iter().sum::<usize>(),
             left
+        );
+    })
+    .await;
+}
+
+fn stored_login(id: String, user_id: &str) -> StoredLogin {
+    let now = now();
+    StoredLogin {
+        session_id: Some(format!("session-{id}")),
+        id,
+        user_id: user_id.to_owned(),
+        remember_selector: None,
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + time::Duration::days(1),
+        user_agent: "cluster test".to_owned(),
+        remembered: false,
+    }
+}
+
+/// 200 users' logins (the first user's three) land on all three nodes, and each user's
+/// entries are in one hash, so in one slot: every login script of a user is a single-slot,
+/// atomic script on the Cluster. Listing and ending all of a user's logins work on every node
+/// and leave nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_of_many_users_on_every_node_each_user_in_one_slot() {
+    const USERS: usize = 200;
+    let Some((pool, primaries, prefix)) = cluster().await else {
+        return;
+    };
+    let store = RedisLoginStore::new(pool.clone()).key_prefix(&prefix);
+    let (census_pool, census_prefix) = (pool.clone(), prefix.clone());
+    run(pool, prefix, async move {
+        // JSON ids; every tenth one with hash-tag braces and `%`.
+        let users: Vec<String> = (0..USERS)
+            .map(|i| match i % 10 {
+                0 => format!("\"{{team}}-{i}%\""),
+                _ => format!("\"user-{i}\""),
+            })
+            .collect();
+        let victim = &users[0];
+        let mut logins: HashMap<String, Vec<StoredLogin>> = HashMap::new();
+        for (i, user) in users.iter().enumerate() {
+            let per_user = if i == 0 { 3 } else { 1 };
+            for j in 0..per_user {
+                let l = stored_login(format!("login-{i}-{j}"), user);
+                let removed = store.put(l.clone(), 10).await.expect("put on the cluster");
+                assert!(removed.is_empty());
+                logins.entry(user.clone()).or_default().push(l);
+            }
+        }
+
+        let nodes = census(&census_pool, &primaries, &census_prefix).await;
+        let per_node = count(&nodes, "logins");
+        assert!(
+            per_node.iter().all(|&n| n > 0),
+            "login hashes on every node: {per_node:?}"
+        );
+        assert_eq!(per_node.iter().sum::<usize>(), USERS, "one hash per user");
+        let mut tags = BTreeSet::new();
+        for (_, node_tags) in &nodes {
+            for tag in node_tags.get("logins").into_iter().flatten() {
+                assert!(tags.insert(tag.clone()), "{tag} on two nodes");
+            }
+        }
+        assert_eq!(tags.len(), USERS);
+
+        for (user, theirs) in &logins {
+            let mut listed = store.list(user).await.expect("list");
+            listed.sort_by(|a, b| a.id.cmp(&b.id));
+            assert_eq!(&listed, theirs, "logins of {user}");
+        }
+
+        // End every login of one user, then of every ninth other user: the rest keep theirs.
+        let mut ended = store.delete_for_user(victim).await.expect("end all");
+        ended.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(&ended, &logins[victim]);
+        assert!(store.list(victim).await.unwrap().is_empty());
+        let others = &users[1..];
+        for user in others.iter().step_by(9) {
+            assert_eq!(store.delete_for_user(user).await.unwrap(), logins[user]);
+            assert!(store.list(user).await.unwrap().is_empty());
+        }
+        for (i, user) in others.iter().enumerate() {
+            let expected = if i % 9 == 0 {
+                vec![]
+            } else {
+                logins[user].clone()
+            };
+            assert_eq!(store.list(user).await.unwrap(), expected, "{user}");
+        }
+
+        let removed = 1 + others.iter().step_by(9).count();
+        let nodes = census(&census_pool, &primaries, &census_prefix).await;
+        assert_eq!(
+            count(&nodes, "logins").iter().sum::<usize>(),
+            USERS - removed
         );
     })
     .await;

@@ -1,7 +1,8 @@
 //! The shared stores when their backend is down, and the library's timeouts around them.
 //!
-//! - A refused connection: every store call gives `Error::Store` promptly (within the pool's
-//!   `acquire_timeout`), never a panic, also when called directly.
+//! - A refused connection: every store call (remember-me, throttle, login index) gives
+//!   `Error::Store` promptly (within the pool's `acquire_timeout`), never a panic, also when
+//!   called directly.
 //! - A server that accepts and never answers: the stores have no timeout of their own; the
 //!   library's callers bound every call (`LoginThrottle::store_timeout`,
 //!   `LoginManager::store_timeout`), so throttling answers `Error::Timeout("throttle store")`,
@@ -26,6 +27,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use login_manager::{Error, LoginManager, LoginThrottle, Remember, ThrottleStore};
+use login_manager::{LoginStore, LoginTouch, StoredLogin};
 use login_manager::{RememberStore, RememberToken, Rotation};
 use rand::RngCore;
 use time::OffsetDateTime;
@@ -51,6 +53,21 @@ fn sample_token() -> RememberToken {
         last_used_at: now,
         expires_at: now + time::Duration::days(1),
         user_agent: String::new(),
+    }
+}
+
+fn sample_login() -> StoredLogin {
+    let now = OffsetDateTime::now_utc();
+    StoredLogin {
+        id: "login".into(),
+        user_id: "1".into(),
+        session_id: Some("session".into()),
+        remember_selector: None,
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + time::Duration::days(1),
+        user_agent: String::new(),
+        remembered: false,
     }
 }
 
@@ -104,6 +121,39 @@ async fn every_call_is_a_store_error(remember: &dyn RememberStore, throttle: &dy
         assert!(
             matches!(error, Some(Error::Store(_))),
             "{call}: expected a store error, got {error:?}"
+        );
+    }
+}
+
+/// The same for every call of a login store (the index of live logins).
+async fn every_login_call_is_a_store_error(logins: &dyn LoginStore) {
+    let now = OffsetDateTime::now_utc();
+    let touch = LoginTouch {
+        last_used_at: now,
+        expires_at: now + time::Duration::days(1),
+        session_id: None,
+    };
+    let outcomes = tokio::join!(
+        timed(logins.put(sample_login(), 10)),
+        timed(logins.get("1", "login")),
+        timed(logins.touch("1", "login", touch)),
+        timed(logins.list("1")),
+        timed(logins.delete("1", "login")),
+        timed(logins.delete_for_user("1")),
+    );
+    let outcomes = [
+        ("put", outcomes.0),
+        ("get", outcomes.1),
+        ("touch", outcomes.2),
+        ("list", outcomes.3),
+        ("delete", outcomes.4),
+        ("delete_for_user", outcomes.5),
+    ];
+    for (call, (elapsed, error)) in outcomes {
+        assert!(elapsed < LIMIT + SLACK, "login {call} took {elapsed:?}");
+        assert!(
+            matches!(error, Some(Error::Store(_))),
+            "login {call}: expected a store error, got {error:?}"
         );
     }
 }
@@ -405,7 +455,7 @@ mod net {
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
-    use login_manager::stores::{SqliteRememberStore, SqliteThrottleStore};
+    use login_manager::stores::{SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore};
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
     #[tokio::test]
@@ -417,11 +467,16 @@ mod sqlite {
             .acquire_timeout(LIMIT)
             .connect_lazy_with(options);
         let remember = SqliteRememberStore::new(pool.clone());
+        let logins = SqliteLoginStore::new(pool.clone());
         let throttle = SqliteThrottleStore::new(pool);
         let (elapsed, error) = timed(remember.migrate()).await;
         assert!(elapsed < LIMIT + SLACK, "migrate took {elapsed:?}");
         assert!(matches!(error, Some(Error::Store(_))), "{error:?}");
+        let (elapsed, error) = timed(logins.migrate()).await;
+        assert!(elapsed < LIMIT + SLACK, "login migrate took {elapsed:?}");
+        assert!(matches!(error, Some(Error::Store(_))), "{error:?}");
         every_call_is_a_store_error(&remember, &throttle).await;
+        every_login_call_is_a_store_error(&logins).await;
         bounded_through_the_library(remember, throttle, false).await;
     }
 }
@@ -433,7 +488,7 @@ mod postgres {
 
     use super::net::{closed_port, outage_and_recovery, silent_server, Proxy};
     use super::*;
-    use login_manager::stores::{PostgresRememberStore, PostgresThrottleStore};
+    use login_manager::stores::{PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore};
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
     fn lazy_pool(addr: SocketAddr, acquire_timeout: Duration) -> sqlx::PgPool {
@@ -451,8 +506,10 @@ mod postgres {
     async fn refused_connection_is_a_store_error_within_the_acquire_timeout() {
         let pool = lazy_pool(closed_port().await, LIMIT);
         let remember = PostgresRememberStore::new(pool.clone());
+        let logins = PostgresLoginStore::new(pool.clone());
         let throttle = PostgresThrottleStore::new(pool);
         every_call_is_a_store_error(&remember, &throttle).await;
+        every_login_call_is_a_store_error(&logins).await;
         bounded_through_the_library(remember, throttle, false).await;
     }
 
@@ -522,7 +579,7 @@ mod redis {
     use super::net::{closed_port, outage_and_recovery, silent_server, Proxy};
     use super::*;
     use fred::prelude::*;
-    use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
+    use login_manager::stores::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
 
     /// A pool for `addr` that is connecting (or failing to) in the background, as an app's
     /// pool is when Redis goes away; with fred's own `command_timeout`, if any.
@@ -553,8 +610,10 @@ mod redis {
         for policy in [None, Some(ReconnectPolicy::new_constant(0, 50))] {
             let pool = connecting_pool(addr, policy, Some(LIMIT));
             let remember = RedisRememberStore::new(pool.clone());
+            let logins = RedisLoginStore::new(pool.clone());
             let throttle = RedisThrottleStore::new(pool);
             every_call_is_a_store_error(&remember, &throttle).await;
+            every_login_call_is_a_store_error(&logins).await;
             bounded_through_the_library(remember, throttle, false).await;
         }
     }

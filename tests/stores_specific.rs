@@ -1,5 +1,6 @@
 //! What only some stores have: the SQL stores' migrations and cleanup, and the Redis stores'
-//! key layout (hash tags, expiries, pruning). The behaviour all stores share is in
+//! key layout (hash tags, expiries, pruning); how each login store reports malformed stored
+//! data. The behaviour all stores share is in
 //! `conformance.rs`.
 
 mod store_support;
@@ -165,6 +166,31 @@ mod sql {
             let (remember, throttle, _dir) = stores().await;
             super::cleanup_tasks_run_in_the_background(remember, throttle).await;
         }
+
+        /// `migrate` can run again, and a row the store cannot read (SQLite keeps any value
+        /// in any column) is an `Error::Store` for every call that reads it, not a panic and
+        /// not a silently missing login.
+        #[tokio::test]
+        async fn login_store_migrates_again_and_a_malformed_row_is_a_store_error() {
+            use login_manager::stores::SqliteLoginStore;
+            use login_manager::{Error, LoginStore};
+
+            let (remember, _throttle, _dir) = stores().await;
+            let logins = SqliteLoginStore::new(remember.pool().clone());
+            logins.migrate().await.unwrap();
+            logins.migrate().await.unwrap();
+            sqlx::query(
+                "INSERT INTO login_index VALUES \
+                 ('bad', '1', NULL, NULL, 'yesterday', 0, 253402300799000, 'ua', 0)",
+            )
+            .execute(remember.pool())
+            .await
+            .unwrap();
+            let store_error = |r: Result<_, Error>| matches!(r, Err(Error::Store(_)));
+            assert!(store_error(logins.get("1", "bad").await.map(drop)));
+            assert!(store_error(logins.list("1").await.map(drop)));
+            assert!(store_error(logins.delete_for_user("1").await.map(drop)));
+        }
     }
 
     #[cfg(feature = "postgres")]
@@ -244,6 +270,66 @@ mod sql {
             .await;
         }
 
+        /// The login index: concurrent migrations create the documented table, its primary
+        /// key `(user_id, id)` and its `expires_at` index, in the configured schema.
+        #[tokio::test]
+        async fn login_index_migrates_concurrently_into_the_documented_table() {
+            use login_manager::stores::PostgresLoginStore;
+
+            in_schema(|remember, _, schema| async move {
+                let logins = PostgresLoginStore::new(remember.pool().clone()).schema(&schema);
+                let mut runs = Vec::new();
+                for _ in 0..4 {
+                    let logins = logins.clone();
+                    runs.push(tokio::spawn(async move { logins.migrate().await.unwrap() }));
+                }
+                for run in runs {
+                    run.await.unwrap();
+                }
+                let pool = remember.pool();
+                let columns: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT column_name::text, data_type::text, is_nullable::text \
+                     FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = 'login_index' \
+                     ORDER BY ordinal_position",
+                )
+                .bind(&schema)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                let expected = [
+                    ("id", "text", "NO"),
+                    ("user_id", "text", "NO"),
+                    ("session_id", "text", "YES"),
+                    ("remember_selector", "text", "YES"),
+                    ("created_at", "timestamp with time zone", "NO"),
+                    ("last_used_at", "timestamp with time zone", "NO"),
+                    ("expires_at", "timestamp with time zone", "NO"),
+                    ("user_agent", "text", "NO"),
+                    ("remembered", "boolean", "NO"),
+                ]
+                .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+                assert_eq!(columns, expected);
+                let indexes: Vec<String> = sqlx::query_scalar(
+                    "SELECT indexdef::text FROM pg_indexes \
+                     WHERE schemaname = $1 AND tablename = 'login_index' ORDER BY 1",
+                )
+                .bind(&schema)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                assert_eq!(indexes.len(), 2, "{indexes:?}");
+                assert!(
+                    indexes[0].contains("login_index_expires_at_idx"),
+                    "{indexes:?}"
+                );
+                assert!(indexes[0].ends_with("(expires_at)"), "{indexes:?}");
+                assert!(indexes[1].contains("login_index_pkey"), "{indexes:?}");
+                assert!(indexes[1].ends_with("(user_id, id)"), "{indexes:?}");
+            })
+            .await;
+        }
+
         #[tokio::test]
         async fn migrate_again_and_delete_ended_windows() {
             in_schema(|remember, throttle, _| async move {
@@ -273,8 +359,8 @@ mod redis {
 
     use fred::prelude::*;
     use fred::util::redis_keyslot;
-    use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
-    use login_manager::ThrottleStore;
+    use login_manager::stores::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
+    use login_manager::{Error, LoginStore, LoginTouch, StoredLogin, ThrottleStore};
     use login_manager::{RememberStore, RememberToken, Rotation};
     use time::OffsetDateTime;
 
@@ -432,6 +518,141 @@ mod redis {
             .await
             .unwrap();
         assert_eq!(left, 0);
+
+        delete_keys(&pool, &prefix).await;
+    }
+
+    fn stored_login(id: &str, user_id: &str, expires_in: time::Duration) -> StoredLogin {
+        let now = OffsetDateTime::now_utc();
+        StoredLogin {
+            id: id.to_owned(),
+            user_id: user_id.to_owned(),
+            session_id: Some(format!("session-{id}")),
+            remember_selector: None,
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + expires_in,
+            user_agent: "ua".to_owned(),
+            remembered: false,
+        }
+    }
+
+    /// Whether a key's time to live is `expected`, give or take a minute.
+    fn about(ttl_ms: i64, expected: time::Duration) -> bool {
+        (ttl_ms - expected.whole_milliseconds() as i64).abs() < 60_000
+    }
+
+    /// A user's logins are one hash named as documented, in the slot of the user's remember-me
+    /// keys, holding JSON entries; the hash expires with its latest entry (recomputed by
+    /// `put`, lengthened by `touch`).
+    #[tokio::test]
+    async fn login_hash_follows_the_documented_layout() {
+        let Some(pool) = redis_pool().await else {
+            return;
+        };
+        let prefix = format!("{}:", unique("lm-test"));
+        let logins = RedisLoginStore::new(pool.clone()).key_prefix(&prefix);
+        let user = "\"al}ice\"";
+        let key = format!("{prefix}logins:{{\"al%7Dice\"}}");
+        let hour = time::Duration::hours(1);
+
+        logins.put(stored_login("a", user, hour), 10).await.unwrap();
+        let raw: String = pool.hget(&key, "a").await.unwrap();
+        let entry: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(entry["user_id"], user);
+        assert_eq!(entry["session_id"], "session-a");
+        assert!(entry["expires_at"].is_string(), "times are strings: {raw}");
+        assert_eq!(
+            redis_keyslot(key.as_bytes()),
+            redis_keyslot(format!("{prefix}remember:user:{{\"al%7Dice\"}}").as_bytes())
+        );
+        assert!(about(pttl(&pool, &key).await, hour));
+
+        logins
+            .put(stored_login("b", user, 2 * hour), 10)
+            .await
+            .unwrap();
+        assert!(about(pttl(&pool, &key).await, 2 * hour));
+        // `b` replaced by a shorter-lived entry: the hash's expiry is recomputed, to the
+        // latest of what it now holds (the new `b`, 90 minutes).
+        let shorter = stored_login("b", user, 90 * time::Duration::minutes(1));
+        logins.put(shorter, 10).await.unwrap();
+        assert!(about(
+            pttl(&pool, &key).await,
+            90 * time::Duration::minutes(1)
+        ));
+        let touch = LoginTouch {
+            last_used_at: OffsetDateTime::now_utc(),
+            expires_at: OffsetDateTime::now_utc() + 3 * hour,
+            session_id: None,
+        };
+        assert!(logins.touch(user, "a", touch).await.unwrap());
+        assert!(about(pttl(&pool, &key).await, 3 * hour));
+
+        // Ending all of the user's logins removes the key.
+        assert_eq!(logins.delete_for_user(user).await.unwrap().len(), 2);
+        let left: i64 = pool.exists(&key).await.unwrap();
+        assert_eq!(left, 0);
+
+        delete_keys(&pool, &prefix).await;
+    }
+
+    /// An entry the store cannot read (not JSON, or without its times), or a key of the wrong
+    /// type, is an `Error::Store` for the calls that read it: not a panic, and not a login
+    /// that silently disappears from the list.
+    #[tokio::test]
+    async fn malformed_login_entries_are_store_errors() {
+        let Some(pool) = redis_pool().await else {
+            return;
+        };
+        let prefix = format!("{}:", unique("lm-test"));
+        let logins = RedisLoginStore::new(pool.clone()).key_prefix(&prefix);
+        let day = time::Duration::days(1);
+        let store_error = |r: Result<(), Error>| matches!(r, Err(Error::Store(_)));
+
+        logins.put(stored_login("ok", "1", day), 10).await.unwrap();
+        let _: i64 = pool
+            .hset(format!("{prefix}logins:{{1}}"), ("bad", "not json"))
+            .await
+            .unwrap();
+        assert!(store_error(logins.get("1", "bad").await.map(drop)));
+        assert!(store_error(logins.list("1").await.map(drop)));
+        assert!(store_error(
+            logins
+                .put(stored_login("new", "1", day), 10)
+                .await
+                .map(drop)
+        ));
+        let touch = LoginTouch {
+            last_used_at: OffsetDateTime::now_utc(),
+            expires_at: OffsetDateTime::now_utc() + day,
+            session_id: None,
+        };
+        assert!(store_error(logins.touch("1", "bad", touch).await.map(drop)));
+
+        logins.put(stored_login("ok", "2", day), 10).await.unwrap();
+        let _: i64 = pool
+            .hset(
+                format!("{prefix}logins:{{2}}"),
+                ("timeless", "{\"id\":\"timeless\"}"),
+            )
+            .await
+            .unwrap();
+        assert!(store_error(logins.list("2").await.map(drop)));
+        assert!(store_error(logins.delete_for_user("2").await.map(drop)));
+
+        let _: () = pool
+            .set(
+                format!("{prefix}logins:{{3}}"),
+                "a string",
+                None,
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(store_error(logins.list("3").await.map(drop)));
+        assert!(store_error(logins.get("3", "x").await.map(drop)));
 
         delete_keys(&pool, &prefix).await;
     }

@@ -10,6 +10,7 @@
 #![allow(dead_code)] // each test file uses a different part of this support module
 
 pub mod cases;
+pub mod login_cases;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use login_manager::{LoginStore, MemoryLoginStore};
 use login_manager::{MemoryRememberStore, RememberStore};
 use login_manager::{MemoryThrottleStore, ThrottleStore};
 
@@ -25,16 +27,17 @@ use login_manager::{MemoryThrottleStore, ThrottleStore};
 pub struct Stores {
     pub remember: Arc<dyn RememberStore>,
     pub throttle: Arc<dyn ThrottleStore>,
-    /// Redis deletes an expired token by itself, so `find` no longer returns it and
-    /// `delete_expired` has nothing to delete.
+    pub logins: Arc<dyn LoginStore>,
+    /// Redis deletes an expired token (and a login hash whose entries have all expired) by
+    /// itself, so `find` no longer returns it and `delete_expired` has nothing to delete.
     pub native_expiry: bool,
 }
 
 /// One test per case of [`cases`] for `$backend` (a function of [`backends`]), in a module
-/// named after the backend.
+/// named after the backend, and one per case of [`login_cases`] in its submodule `logins`.
 #[allow(unused_macros)] // not every test file that includes this module runs the cases
 macro_rules! conformance {
-    ($backend:ident: $($case:ident),+ $(,)?) => {
+    ($backend:ident: $($case:ident),+ ; logins: $($login_case:ident),+ $(,)?) => {
         mod $backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +49,19 @@ macro_rules! conformance {
                     .await;
                 }
             )+
+
+            mod logins {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $login_case() {
+                        crate::store_support::run(
+                            crate::store_support::backends::$backend,
+                            crate::store_support::login_cases::$login_case,
+                        )
+                        .await;
+                    }
+                )+
+            }
         }
     };
     ($($backend:ident),+ $(,)?) => {
@@ -60,7 +76,20 @@ macro_rules! conformance {
             throttle_window_is_fixed_and_restarts,
             throttle_reset,
             throttle_concurrent_increments,
-            device_cookies_survive_other_clients_locks,
+            device_cookies_survive_other_clients_locks;
+            logins:
+            round_trip_put_get_list_delete,
+            replace_keeps_created_at_and_returns_the_replaced_entry,
+            bound_removes_expired_first_then_least_recently_used_and_returns_exactly_those,
+            bound_holds_under_50_concurrent_puts_and_each_removal_is_returned_once,
+            concurrent_replacements_return_each_replaced_entry_once,
+            touch_never_recreates_a_missing_or_ended_login,
+            touch_never_shortens_expiry_and_replaces_session_id_only_when_given,
+            expired_logins_are_invisible_to_get_and_list,
+            delete_for_user_ends_every_login_of_that_user_only_expired_included,
+            delete_expired_removes_only_expired_logins,
+            users_are_isolated_from_each_other,
+            user_ids_with_braces_percent_and_quotes_stay_apart,
         );)+
     };
 }
@@ -201,6 +230,7 @@ pub mod backends {
             stores: Stores {
                 remember: Arc::new(MemoryRememberStore::new()),
                 throttle: Arc::new(MemoryThrottleStore::new()),
+                logins: Arc::new(MemoryLoginStore::new()),
                 native_expiry: false,
             },
             teardown: None,
@@ -210,7 +240,7 @@ pub mod backends {
     /// A temporary database file, WAL mode, and table names that need quoting.
     #[cfg(feature = "sqlite")]
     pub async fn sqlite() -> Option<Backend> {
-        use login_manager::stores::{SqliteRememberStore, SqliteThrottleStore};
+        use login_manager::stores::{SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore};
         use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
         let dir = tempfile::tempdir().expect("temp dir");
@@ -228,10 +258,13 @@ pub mod backends {
         remember.migrate().await.expect("migrate remember");
         let throttle = SqliteThrottleStore::new(pool.clone()).table_name("Throttle");
         throttle.migrate().await.expect("migrate throttle");
+        let logins = SqliteLoginStore::new(pool.clone()).table_name("login 'index'");
+        logins.migrate().await.expect("migrate logins");
         Some(Backend {
             stores: Stores {
                 remember: Arc::new(remember),
                 throttle: Arc::new(throttle),
+                logins: Arc::new(logins),
                 native_expiry: false,
             },
             teardown: Some(Box::pin(async move {
@@ -259,7 +292,9 @@ pub mod backends {
     /// A private schema, created by the stores' `migrate()` and dropped at the end.
     #[cfg(feature = "postgres")]
     pub async fn postgres() -> Option<Backend> {
-        use login_manager::stores::{PostgresRememberStore, PostgresThrottleStore};
+        use login_manager::stores::{
+            PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore,
+        };
 
         let pool = postgres_pool().await?;
         let schema = unique("lm_test");
@@ -267,10 +302,13 @@ pub mod backends {
         remember.migrate().await.expect("migrate remember");
         let throttle = PostgresThrottleStore::new(pool.clone()).schema(&schema);
         throttle.migrate().await.expect("migrate throttle");
+        let logins = PostgresLoginStore::new(pool.clone()).schema(&schema);
+        logins.migrate().await.expect("migrate logins");
         Some(Backend {
             stores: Stores {
                 remember: Arc::new(remember),
                 throttle: Arc::new(throttle),
+                logins: Arc::new(logins),
                 native_expiry: false,
             },
             teardown: Some(Box::pin(async move {
@@ -424,15 +462,17 @@ pub mod backends {
     #[cfg(feature = "redis")]
     async fn redis_stores(pool: fred::clients::Pool) -> Option<Backend> {
         use fred::prelude::*;
-        use login_manager::stores::{RedisRememberStore, RedisThrottleStore};
+        use login_manager::stores::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
 
         let prefix = format!("{}:", unique("lm-test"));
         let remember = RedisRememberStore::new(pool.clone()).key_prefix(&prefix);
         let throttle = RedisThrottleStore::new(pool.clone()).key_prefix(&prefix);
+        let logins = RedisLoginStore::new(pool.clone()).key_prefix(&prefix);
         Some(Backend {
             stores: Stores {
                 remember: Arc::new(remember),
                 throttle: Arc::new(throttle),
+                logins: Arc::new(logins),
                 native_expiry: true,
             },
             teardown: Some(Box::pin(async move {
