@@ -32,7 +32,7 @@
 //! Postgres `SELECT count(*)`, Redis `DBSIZE`, files in the directory). Postgres and Redis
 //! missing: each of their cells prints SKIPPED, or fails under `CI=true` (as `store_support`).
 //!
-//! # Rows (276 cells)
+//! # Rows (402 cells)
 //!
 //! | row | what | paths | backends | cells |
 //! |---|---|---|---|---|
@@ -46,6 +46,9 @@
 //! | `inv2_next_validated` | `next` after the path's login: foreign, protocol-relative, backslash, CR/LF and `javascript:` targets become `/`; a local path with a query stays | a–g | memory | 7 |
 //! | `inv3_remember_token` | the remember cookie the path's login sets: `selector.validator` (16 + 32 random bytes, base64url), stored as SHA-256 only, expiry server-side, the browser's previous token deleted (one per browser), rotated on use (previous hash kept), a replay after the grace window (0 here) revokes all of the user's tokens | a–g | memory, sqlite, postgres, redis | 28 |
 //! | `inv6_cookie_attributes` | every session and remember cookie set along the path: `HttpOnly`, `SameSite=Lax`, `Secure`, `Path=/`, no `Domain` | a–g | memory, cookie | 14 |
+//! | `inv1_new_session_id_indexed` | `inv1_new_session_id` with a login index (#17) on the backend's own login store: the index's extra session save and entry write bring no earlier id back; on `cookie`, replaying the pre-login cookie is anonymous | a–g | all 6 | 42 |
+//! | `inv1_logout_is_server_side_indexed` | `inv1_logout_is_server_side` with a login index: on `cookie` too, the logged-out cookie replayed is anonymous | a–g | all 6 | 42 |
+//! | `logins_ended_from_another_browser` | after the path's remembered login, another browser of the user lists both logins and ends the others: the ended session is gone from the store, its cookie and its remember cookie replayed are anonymous, its token is deleted; the other browser keeps its login and lists one | a–g | all 6 | 42 |
 //!
 //! Not multiplied, because they cannot differ there: invariant 2 by backend (`next` is read
 //! from the query string, no storage involved); invariant 3 on `file` and `cookie` (their
@@ -57,10 +60,12 @@
 //!
 //! # Exceptions (also printed as `NOTE ... EXCEPTION` lines by the cells concerned)
 //!
-//! - **Cookie sessions cannot revoke server-side.** The session lives in the cookie, so on
-//!   `cookie` the "old id is dead server-side" parts of invariant 1 (after a login on any
-//!   path, after logout, after `logout_user_and_flush`) cannot hold: a copy of the old cookie
-//!   keeps whatever it held (the cells print what replaying it gives). What is still tested
+//! - **Cookie sessions cannot revoke server-side** — without a login index. The session lives
+//!   in the cookie, so on `cookie` the "old id is dead server-side" parts of invariant 1
+//!   (after a login on any path, after logout, after `logout_user_and_flush`) cannot hold: a
+//!   copy of the old cookie keeps whatever it held (the cells print what replaying it gives).
+//!   With a login index (`LoginIndex::for_cookie_sessions`, the `_indexed` rows) the login in
+//!   a replayed cookie is dead (asserted); its other data still lives in the cookie. What is still tested
 //!   there: the new cookie differs from every earlier one, the old data is gone in this
 //!   browser on (c) and (e), and the remember token *is* deleted server-side at logout.
 //! - **Cookie sessions have no store to count** for invariant 8: the cells check that no
@@ -170,7 +175,10 @@ matrix! {
 matrix! {
     /// Invariant 7 (after-effect): a failed restore does not cost the browser its remember-me.
     inv7_remember_me_survives_loader_outage => inv7_remember_me_survives_loader_outage
-        with crate::matrix_support::Options { grace: std::time::Duration::from_secs(1) };
+        with crate::matrix_support::Options {
+            grace: std::time::Duration::from_secs(1),
+            ..crate::matrix_support::Options::default()
+        };
     paths [remembered];
     backends [memory, sqlite, postgres, redis];
 }
@@ -185,7 +193,10 @@ matrix! {
 matrix! {
     /// Invariant 3: the remember token of a login on each path, in each remember store.
     inv3_remember_token => inv3_remember_token
-        with crate::matrix_support::Options { grace: std::time::Duration::ZERO };
+        with crate::matrix_support::Options {
+            grace: std::time::Duration::ZERO,
+            ..crate::matrix_support::Options::default()
+        };
     paths [anonymous, same_user, another_user, remembered, stale_hash, after_logout, forged];
     backends [memory, sqlite, postgres, redis];
 }
@@ -195,6 +206,31 @@ matrix! {
     inv6_cookie_attributes => inv6_cookie_attributes;
     paths [anonymous, same_user, another_user, remembered, stale_hash, after_logout, forged];
     backends [memory, cookie];
+}
+
+matrix! {
+    /// Invariant 1 with a login index (#17): the index's own writes (a new session id saved
+    /// before the login, then the entry) never bring an earlier id back.
+    inv1_new_session_id_indexed => inv1_new_session_id with crate::matrix_support::INDEXED;
+    paths [anonymous, same_user, another_user, remembered, stale_hash, after_logout, forged];
+    backends [memory, sqlite, postgres, redis, file, cookie];
+}
+
+matrix! {
+    /// Invariant 1 with a login index (#17): logout is server-side — on cookie sessions too.
+    inv1_logout_is_server_side_indexed => inv1_logout_is_server_side
+        with crate::matrix_support::INDEXED;
+    paths [anonymous, same_user, another_user, remembered, stale_hash, after_logout, forged];
+    backends [memory, sqlite, postgres, redis, file, cookie];
+}
+
+matrix! {
+    /// The login index (#17): after the path's login, "log out everywhere else" from another
+    /// browser ends it — session, cookie replay and remember-me — on every backend.
+    logins_ended_from_another_browser => logins_ended_from_another_browser
+        with crate::matrix_support::INDEXED;
+    paths [anonymous, same_user, another_user, remembered, stale_hash, after_logout, forged];
+    backends [memory, sqlite, postgres, redis, file, cookie];
 }
 
 mod runners {
@@ -234,12 +270,87 @@ mod runners {
                 "{}: replaying {what}'s cookie still reads its data",
                 env.cell
             );
+        } else if env.indexed {
+            // The login index is what makes the end of a cookie session's login server-side;
+            // the rest of the cookie's data is the cookie's own.
+            assert_eq!(
+                who, "anonymous",
+                "{}: replaying {what}'s cookie is logged in despite the login index",
+                env.cell
+            );
+            env.note(&format!(
+                "cookie sessions with a login index: replaying {what}'s cookie is anonymous; \
+                 its other data (cart `{cart}`) lives in the cookie"
+            ));
         } else {
             env.note(&format!(
                 "EXCEPTION (cookie sessions, no server-side revocation): replaying {what}'s \
                  cookie gives `{who}`, cart `{cart}`"
             ));
         }
+    }
+
+    pub async fn logins_ended_from_another_browser(env: Env, path: &'static str) {
+        let mut p = prepare(&env, LoginPath::named(path)).await;
+        let reply = p.browser.login_with(&p.user, true, None).await;
+        assert_eq!(reply.status, 303, "{}: login: {}", env.cell, reply.body);
+        let session = p.browser.session().expect("a session cookie after login");
+        let remember = p.browser.remember().expect("a remember cookie after login");
+        let mut other = env.browser();
+        let reply = other.login_with(&p.user, false, None).await;
+        assert_eq!(
+            reply.status, 303,
+            "{}: other login: {}",
+            env.cell, reply.body
+        );
+        assert_eq!(
+            other.get("/logins").await.body,
+            "2",
+            "{}: both logins listed",
+            env.cell
+        );
+
+        assert_eq!(
+            other.post("/logins/end-others").await.body,
+            "1",
+            "{}",
+            env.cell
+        );
+
+        let mut copy = p.browser.with_only(&[(SESSION_COOKIE, session.as_str())]);
+        assert_eq!(
+            copy.whoami().await,
+            "anonymous",
+            "{}: the ended login's session cookie still logs in",
+            env.cell
+        );
+        if env.is_store() {
+            assert!(
+                !env.session_exists(&session).await,
+                "{}: the ended login's session is still in the store",
+                env.cell
+            );
+        }
+        let mut copy = p.browser.with_only(&[(REMEMBER_COOKIE, remember.as_str())]);
+        assert_eq!(
+            copy.whoami().await,
+            "anonymous",
+            "{}: the ended login's remember cookie still restores",
+            env.cell
+        );
+        assert!(
+            env.remember.find(selector(&remember)).await.is_none(),
+            "{}: the ended login's remember token is still stored",
+            env.cell
+        );
+        assert_eq!(p.browser.whoami().await, "anonymous", "{}", env.cell);
+        assert_eq!(
+            other.whoami().await,
+            format!("{} fresh=true remembered=false", p.user.name),
+            "{}: the browser that ended the others was logged out",
+            env.cell
+        );
+        assert_eq!(other.get("/logins").await.body, "1", "{}", env.cell);
     }
 
     #[track_caller]

@@ -177,7 +177,7 @@ impl<L: UserLoader> AuthContext<L> {
         let now = now();
         let user_id = record.user_id.to_string();
         if let Some(reason) = record.expiry(now, settings.absolute_timeout, settings.idle_timeout) {
-            return self.end_login(session, user_id, reason).await;
+            return self.end_login(session, &record, reason).await;
         }
 
         let mut dirty = false;
@@ -204,7 +204,7 @@ impl<L: UserLoader> AuthContext<L> {
                     });
                     self.forget_remember_cookie(facts).await?;
                     return self
-                        .end_login(session, user_id, EndReason::SessionProtection)
+                        .end_login(session, &record, EndReason::SessionProtection)
                         .await;
                 }
             },
@@ -213,7 +213,7 @@ impl<L: UserLoader> AuthContext<L> {
 
         if !self.login_is_listed(&record).await? {
             return self
-                .end_login(session, user_id, EndReason::LoginEnded)
+                .end_login(session, &record, EndReason::LoginEnded)
                 .await;
         }
 
@@ -227,15 +227,15 @@ impl<L: UserLoader> AuthContext<L> {
         };
         let user = loader_call(settings.store_timeout, self.core.loader.load_user(&id)).await?;
         let user = match user {
-            None => return self.end_login(session, user_id, EndReason::UserGone).await,
+            None => return self.end_login(session, &record, EndReason::UserGone).await,
             Some(user) if !user.is_active() => {
                 return self
-                    .end_login(session, user_id, EndReason::UserInactive)
+                    .end_login(session, &record, EndReason::UserInactive)
                     .await
             }
             Some(user) if !digest_matches(&record.auth_hash, user.session_auth_hash()) => {
                 return self
-                    .end_login(session, user_id, EndReason::AuthHashChanged)
+                    .end_login(session, &record, EndReason::AuthHashChanged)
                     .await
             }
             Some(user) => user,
@@ -247,7 +247,7 @@ impl<L: UserLoader> AuthContext<L> {
             if record.last_seen_due(now, idle) {
                 if !self.touch_login(&record).await? {
                     return self
-                        .end_login(session, user_id, EndReason::LoginEnded)
+                        .end_login(session, &record, EndReason::LoginEnded)
                         .await;
                 }
                 record.last_seen = now;
@@ -344,16 +344,21 @@ impl<L: UserLoader> AuthContext<L> {
         Ok(())
     }
 
-    /// Ends a login the library no longer trusts.
+    /// Ends a login the library no longer trusts, and its entry in the login index (the
+    /// session first: see `LoginIndex`).
     async fn end_login(
         &self,
         session: &Session,
-        user_id: String,
+        record: &AuthRecord,
         reason: EndReason,
     ) -> Result<Option<AuthState<L::User>>> {
+        let user_id = record.user_id.to_string();
         self.settings()
             .emit(AuthEvent::SessionEnded { user_id, reason });
         self.end_session(session).await?;
+        if reason != EndReason::LoginEnded {
+            self.unindex_login(Some(record)).await?;
+        }
         Ok(None)
     }
 

@@ -302,7 +302,7 @@ fn describe_user_agent(user_agent: &str) -> (String, String) {
     let browser = parsed
         .as_ref()
         .filter(|p| known(p.name))
-        .map(|p| match known(&p.version) {
+        .map(|p| match known(p.version) {
             true => format!("{} {}", p.name, p.version),
             false => p.name.to_owned(),
         })

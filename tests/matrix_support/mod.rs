@@ -29,9 +29,9 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use login_manager::{
-    login_required, AuthSession, AuthUser, LoginManager, LoginOptions, LoginOutcome, LoginRequired,
-    MemoryRememberStore, PasswordHasher, PasswordUserLoader, Remember, RememberStore,
-    RememberToken, Rotation, UserLoader,
+    login_required, AuthSession, AuthUser, LoginIndex, LoginManager, LoginOptions, LoginOutcome,
+    LoginRequired, LoginStore, MemoryLoginStore, MemoryRememberStore, PasswordHasher,
+    PasswordUserLoader, Remember, RememberStore, RememberToken, Rotation, UserLoader,
 };
 use login_manager_sessions::{Key, SessionBackend, SessionConfig};
 use serde::Deserialize;
@@ -413,6 +413,15 @@ async fn get_flash(auth: Auth) -> Result<String, login_manager::Error> {
     read_value(&auth, "flash").await
 }
 
+/// How many live logins the user has (the login index).
+async fn count_logins(auth: Auth) -> Result<String, login_manager::Error> {
+    Ok(auth.logins().await?.len().to_string())
+}
+
+async fn end_other_logins(auth: Auth) -> Result<String, login_manager::Error> {
+    Ok(auth.end_other_logins().await?.to_string())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backends.
 
@@ -510,12 +519,23 @@ pub struct Snapshot {
 pub struct Options {
     /// The remember-me grace window (the library's default is 10 s).
     pub grace: Duration,
+    /// Whether the manager keeps a login index, on the backend's own login store
+    /// (`stores::{sqlite, postgres, redis}`, else `MemoryLoginStore`; cookie sessions check
+    /// it on every request).
+    pub login_index: bool,
 }
+
+/// [`Options::default`] with a login index.
+pub const INDEXED: Options = Options {
+    grace: Duration::from_secs(10),
+    login_index: true,
+};
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             grace: Duration::from_secs(10),
+            login_index: false,
         }
     }
 }
@@ -529,6 +549,8 @@ pub struct Env {
     pub sessions: Option<CountingSessions>,
     pub remember: CountingRemember,
     pub storage: Storage,
+    /// Whether the manager keeps a login index ([`Options::login_index`]).
+    pub indexed: bool,
     /// The name of the cell, for messages.
     pub cell: String,
 }
@@ -559,6 +581,7 @@ fn hasher() -> PasswordHasher {
 impl Env {
     async fn setup(kind: BackendKind, options: Options, cell: &str) -> Option<(Env, Teardown)> {
         let mut teardown: Teardown = Box::pin(async {});
+        let mut login_store: Arc<dyn LoginStore> = Arc::new(MemoryLoginStore::new());
         let (sessions, remember, storage): (Option<CountingSessions>, CountingRemember, Storage) =
             match kind {
                 BackendKind::Memory => (
@@ -578,6 +601,9 @@ impl Env {
                     };
                     let tokens = SqliteRememberStore::new(pool.clone());
                     tokens.migrate().await.expect("migrate remember tokens");
+                    let logins = login_manager::stores::SqliteLoginStore::new(pool.clone());
+                    logins.migrate().await.expect("migrate the login index");
+                    login_store = Arc::new(logins);
                     let closing = pool.clone();
                     teardown = Box::pin(async move {
                         closing.close().await;
@@ -604,6 +630,10 @@ impl Env {
                     store.migrate().await.expect("migrate sessions");
                     let tokens = PostgresRememberStore::new(pool.clone()).schema(&schema);
                     tokens.migrate().await.expect("migrate remember tokens");
+                    let logins = login_manager::stores::PostgresLoginStore::new(pool.clone())
+                        .schema(&schema);
+                    logins.migrate().await.expect("migrate the login index");
+                    login_store = Arc::new(logins);
                     let closing = pool.clone();
                     let dropped = schema.clone();
                     teardown = Box::pin(async move {
@@ -626,8 +656,12 @@ impl Env {
                     }
                     let db = RedisDb::acquire().await;
                     let pool = db.pool.clone();
-                    let tokens =
-                        RedisRememberStore::new(pool.clone()).key_prefix(unique("lm-matrix"));
+                    let prefix = unique("lm-matrix");
+                    let tokens = RedisRememberStore::new(pool.clone()).key_prefix(&prefix);
+                    login_store = Arc::new(
+                        login_manager::stores::RedisLoginStore::new(pool.clone())
+                            .key_prefix(&prefix),
+                    );
                     teardown = Box::pin(db.release());
                     (
                         Some(CountingSessions::new(
@@ -678,9 +712,15 @@ impl Env {
         };
         let hasher = hasher();
         let users = Users::new(hasher.clone()).await;
-        let manager = LoginManager::new(users.clone())
+        let mut manager = LoginManager::new(users.clone())
             .password_hasher(hasher)
             .remember(Remember::new(remember.clone()).grace_period(options.grace));
+        if options.login_index {
+            manager = manager.login_index(match &sessions {
+                Some(store) => LoginIndex::new(login_store, store.clone()),
+                None => LoginIndex::for_cookie_sessions(login_store),
+            });
+        }
         let router = Router::new()
             .route("/login", post(login))
             .route("/whoami", get(whoami))
@@ -691,6 +731,8 @@ impl Env {
             .route("/cart/{item}", post(put_cart))
             .route("/cart", get(get_cart))
             .route("/flash", get(get_flash))
+            .route("/logins", get(count_logins))
+            .route("/logins/end-others", post(end_other_logins))
             .merge(
                 Router::new()
                     .route("/layer", get(|| async { "members only" }))
@@ -705,6 +747,7 @@ impl Env {
             sessions,
             remember,
             storage,
+            indexed: options.login_index,
             cell: cell.to_owned(),
         };
         Some((env, teardown))
