@@ -13,7 +13,8 @@
 //! - `resolve`: one request through the layers with a logged-in session in a `MemoryStore`:
 //!   `LoginRequired<User>` vs the same handler on bare tower-sessions (read the id from the
 //!   session, look it up); `/public` with and without the `LoginManager` layer; a remember-me
-//!   restore (fresh token, no session) next to them.
+//!   restore (fresh token, no session) next to them; and `/protected` and the restore again
+//!   with a `LoginIndex` (`..._indexed`), whose logged-in requests must cost the same.
 
 use async_trait::async_trait;
 use std::{
@@ -32,8 +33,8 @@ use axum::{
 use criterion::{criterion_group, criterion_main, Criterion};
 use login_manager::{
     __private::mint_remember_token, __private::parse_token, __private::remember_token_like,
-    safe_next, testing::TestLogin, AuthSession, AuthUser, LoginManager, LoginOptions,
-    LoginRequired, MemoryRememberStore, Remember, RememberStore, UserLoader,
+    safe_next, testing::TestLogin, AuthSession, AuthUser, LoginIndex, LoginManager, LoginOptions,
+    LoginRequired, MemoryLoginStore, MemoryRememberStore, Remember, RememberStore, UserLoader,
 };
 use subtle::ConstantTimeEq;
 use tower::ServiceExt;
@@ -277,6 +278,42 @@ fn bench_resolve(c: &mut Criterion) {
         .unwrap();
     let lm_cookie = lm_cookie.to_str().unwrap().to_owned();
 
+    // The same app with a login index (its cookie from a real login, so that the session has
+    // an entry), for the cost of the index on the hot path.
+    let ix_store = MemoryStore::default();
+    let ix_remember = MemoryRememberStore::new().max_tokens_per_user(usize::MAX);
+    let ix_manager = LoginManager::new(users.clone())
+        .remember(Remember::new(ix_remember.clone()).secure(false))
+        .login_index(
+            // The default bound of 50: every restore below is a new browser of alice, so each
+            // one past the 50th also ends the least recently used login (as in production).
+            LoginIndex::new(MemoryLoginStore::new(), ix_store.clone()),
+        );
+    let ix = Router::new()
+        .route("/protected", get(protected))
+        .route("/login", post(login_remembered))
+        .layer(ix_manager.into_layer())
+        .layer(SessionManagerLayer::new(ix_store.clone()).with_secure(false));
+    let (ix_cookie, ix_template) = rt.block_on(async {
+        let response = send(&ix, Request::post("/login").body(Body::empty()).unwrap()).await;
+        let cookie = |name: &str| {
+            response
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| v.strip_prefix(&format!("{name}=")))
+                .and_then(|v| v.split(';').next())
+                .expect("cookie")
+                .to_owned()
+        };
+        let selector = parse_token(&cookie("remember_token"))
+            .expect("token")
+            .selector;
+        let template = ix_remember.find(&selector).await.unwrap().expect("stored");
+        (format!("id={}", cookie("id")), template)
+    });
+
     // The floor, and /public with the session layer only.
     let floor_store = MemoryStore::default();
     let floor = Router::new()
@@ -326,8 +363,28 @@ fn bench_resolve(c: &mut Criterion) {
         }
     };
 
+    let mint_indexed_tokens = |n: u64| {
+        let (tokens, cookies): (Vec<_>, Vec<String>) = (0..n)
+            .map(|_| {
+                let (token, value) = remember_token_like(&ix_template);
+                (token, format!("remember_token={value}"))
+            })
+            .unzip();
+        let store = ix_remember.clone();
+        async move {
+            for token in tokens {
+                store.create(token).await.unwrap();
+            }
+            cookies
+        }
+    };
+
     // Warm up: the first request adopts the session-protection id (one write).
     rt.block_on(async {
+        for _ in 0..2 {
+            let r = send(&ix, get_with_cookie("/protected", &ix_cookie)).await;
+            assert_eq!(r.status(), StatusCode::OK, "indexed");
+        }
         for _ in 0..2 {
             let r = send(&lm, get_with_cookie("/protected", &lm_cookie)).await;
             assert_eq!(r.status(), StatusCode::OK);
@@ -343,6 +400,13 @@ fn bench_resolve(c: &mut Criterion) {
     group.bench_function("protected/login_manager", |b| {
         b.to_async(&rt).iter(|| async {
             let r = send(&lm, get_with_cookie("/protected", &lm_cookie)).await;
+            debug_assert_eq!(r.status(), StatusCode::OK);
+            r
+        })
+    });
+    group.bench_function("protected/login_manager_indexed", |b| {
+        b.to_async(&rt).iter(|| async {
+            let r = send(&ix, get_with_cookie("/protected", &ix_cookie)).await;
             debug_assert_eq!(r.status(), StatusCode::OK);
             r
         })
@@ -372,6 +436,22 @@ fn bench_resolve(c: &mut Criterion) {
                 let start = std::time::Instant::now();
                 for cookie in &cookies {
                     let r = send(&lm, get_with_cookie("/protected", cookie)).await;
+                    debug_assert_eq!(r.status(), StatusCode::OK);
+                    black_box(r);
+                }
+                start.elapsed()
+            }
+        })
+    });
+    group.bench_function("protected/remember_restore_indexed", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let cookies = mint_indexed_tokens(iters);
+            let ix = ix.clone();
+            async move {
+                let cookies = cookies.await;
+                let start = std::time::Instant::now();
+                for cookie in &cookies {
+                    let r = send(&ix, get_with_cookie("/protected", cookie)).await;
                     debug_assert_eq!(r.status(), StatusCode::OK);
                     black_box(r);
                 }

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use super::{discard_session, logins::NewLogin, AuthContext};
+use super::{discard_session, AuthContext};
 use crate::{
     client::RequestFacts,
     config::LoginOptions,
     events::AuthEvent,
+    logins::NewLogin,
     record::{auth_hash_digest, now, AuthRecord, AuthState, AUTH_KEY},
     remember::{Remember, RememberDevice},
     timeout::timed,

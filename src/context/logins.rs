@@ -11,21 +11,13 @@ use crate::{
     events::AuthEvent,
     logins::{
         expiry, new_login_id, not_enabled, stored_user_agent, Keep, LiveLogin, LoginIndex,
-        LoginTouch, StoredLogin,
+        LoginTouch, NewLogin, StoredLogin,
     },
     record::{AuthRecord, AuthState, AUTH_KEY},
     remember::{device_id, user_key, Remember},
     timeout::timed,
     AuthUser, Error, Result, UserLoader,
 };
-
-/// What a new entry of the index says about its browser.
-pub(super) struct NewLogin<'a> {
-    /// The browser's remember-me token (selector, expiry), if it has one.
-    pub token: Option<(&'a str, OffsetDateTime)>,
-    /// Whether the session is restored from that token.
-    pub restored: bool,
-}
 
 impl<L: UserLoader> AuthContext<L> {
     /// With a login index: gives the session its new id while it does not hold the login yet,

@@ -12,8 +12,6 @@
 mod change;
 mod logins;
 
-use logins::NewLogin;
-
 use std::{
     any::Any,
     future::Future,
@@ -33,7 +31,7 @@ use crate::{
     config::Settings,
     events::{AuthEvent, EndReason},
     login::PasswordLogin,
-    logins::LoginIndex,
+    logins::{LoginIndex, NewLogin},
     record::{digest_matches, now, AuthRecord, AuthState, Source, AUTH_KEY},
     rejection::Reason,
     remember::{display_user_key, Remember, Restore},

@@ -248,6 +248,14 @@ impl LoginIndex {
     }
 }
 
+/// What a new entry of the index says about its browser.
+pub(crate) struct NewLogin<'a> {
+    /// The browser's remember-me token (selector, expiry), if it has one.
+    pub token: Option<(&'a str, OffsetDateTime)>,
+    /// Whether the session is restored from that token.
+    pub restored: bool,
+}
+
 /// What of an ended entry the calling browser still uses and must not lose.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Keep<'a> {
