@@ -635,3 +635,37 @@ async fn cookie_sessions_end_when_their_login_is_ended() {
     let mut copy = copy;
     assert_eq!(copy.whoami().await, "anonymous");
 }
+
+#[tokio::test]
+async fn last_use_rides_along_with_last_seen_and_a_lost_entry_ends_the_login() {
+    let logins = Logins::default();
+    let app = TestApp::with_store({
+        let logins = logins.clone();
+        move |m, store| {
+            m.idle_timeout(std::time::Duration::from_secs(4))
+                .login_index(LoginIndex::new(logins, store.clone()))
+        }
+    });
+    let mut laptop = app.client();
+    laptop.login("alice").await;
+    let first = logins.entries(1).await[0].last_used_at;
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let calls = logins.calls();
+    assert_eq!(laptop.get("/protected").await.status, 200);
+    assert_eq!(
+        logins.calls(),
+        calls + 1,
+        "one touch, with the due last_seen"
+    );
+    assert!(logins.entries(1).await[0].last_used_at > first);
+    let calls = logins.calls();
+    assert_eq!(laptop.get("/protected").await.status, 200);
+    assert_eq!(logins.calls(), calls, "and none until the next one is due");
+
+    // An entry that vanished (a store restored from an old backup, say): the login cannot be
+    // listed any more, so its next refresh ends it.
+    logins.inner.delete_for_user("1").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(laptop.whoami().await, "anonymous");
+}
