@@ -31,6 +31,9 @@ pub type Auth = AuthSession<Users>;
 #[derive(Clone)]
 pub struct AppState {
     pub users: Users,
+    /// A clone of the login manager, kept before `into_layer` (clones share the stores):
+    /// what the admin's "log out everywhere" calls `end_all_logins` on.
+    pub manager: LoginManager<Users>,
 }
 
 impl AppState {
@@ -54,15 +57,16 @@ pub fn build(
         .max_failures(config.throttle_max_failures)
         .max_failures_per_address(config.throttle_max_address_failures)
         .secure(config.secure_cookies);
-    let state = AppState {
-        users: users.clone(),
-    };
 
     let remember = Remember::new(stores.remember)
         .secure(config.secure_cookies)
         .duration(config.remember_duration)
         .grace_period(config.remember_grace);
-    stores::spawn_cleanup(stores.sessions.clone(), remember.store().clone());
+    stores::spawn_cleanup(
+        stores.sessions.clone(),
+        remember.store().clone(),
+        stores.logins.store().clone(),
+    );
 
     // The hasher and throttle of `login_with_password` and `reauthenticate_with_password`
     // (`POST /login`, `/reauth`, `/settings/password`): a stolen remember-me cookie must not
@@ -73,14 +77,22 @@ pub fn build(
         .login_view("/login")
         .refresh_view("/reauth")
         .remember(remember)
+        // Every live login of every user, on any instance: `/devices` and the admin's
+        // "log out everywhere".
+        .login_index(stores.logins)
         .idle_timeout(config.idle_timeout)
         .absolute_timeout(config.absolute_timeout)
         .unauthorized_handler(unauthorized);
+    let state = AppState {
+        users: manager.loader().clone(),
+        manager: manager.clone(),
+    };
 
     // `permission_required` as a route layer; `LoginView` sends this router's anonymous
     // visitors to its own login page.
     let admin = Router::new()
         .route("/admin", get(admin::index))
+        .route("/admin/users/{username}/logout", post(admin::logout_user))
         .route_layer(permission_required("admin"))
         .layer(LoginView::new("/admin/login"));
 
@@ -96,7 +108,10 @@ pub fn build(
         .route("/settings", get(account::settings))
         .route("/settings/password", post(account::change_password))
         .route("/devices", get(account::devices))
-        .route("/devices/revoke-all", post(account::revoke_all_devices))
+        .route(
+            "/devices/revoke-others",
+            post(account::revoke_other_devices),
+        )
         .route("/devices/{id}/revoke", post(account::revoke_device))
         .route("/api/me", get(api::me))
         .route("/api/tokens", post(api::create_token))

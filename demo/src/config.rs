@@ -40,13 +40,14 @@ pub struct Config {
     /// `DEMO_ADDR`: where to listen; port 0 picks a free port (the real one is printed).
     pub addr: String,
     /// `DATABASE_URL`: the database (`sqlite:` or `postgres:`) holding users and API tokens,
-    /// and, without `REDIS_URL`, sessions, remember-me tokens and throttle counters.
+    /// and, without `REDIS_URL`, sessions, remember-me tokens, throttle counters and the
+    /// login index.
     pub database_url: String,
-    /// `REDIS_URL`: when set, sessions, remember-me tokens and throttle counters live in
-    /// Redis (one connection pool for all three).
+    /// `REDIS_URL`: when set, sessions, remember-me tokens, throttle counters and the login
+    /// index live in Redis (one connection pool for all four).
     pub redis_url: Option<String>,
-    /// `DEMO_REDIS_PREFIX`: the key prefix of the remember-me and throttle keys in Redis
-    /// (the library's default, `login:`, when unset). Session keys are bare session ids
+    /// `DEMO_REDIS_PREFIX`: the key prefix of the remember-me, throttle and login-index keys
+    /// in Redis (the library's default, `login:`, when unset). Session keys are bare session ids
     /// (tower-sessions-redis-store has no prefix).
     pub redis_prefix: Option<String>,
     /// `SESSION_STORE`: where sessions live. Default: `redis` with `REDIS_URL`, else the

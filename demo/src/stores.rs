@@ -1,15 +1,18 @@
 //! Where the demo keeps its state: the one place that decides, from the settings, where
-//! sessions, remember-me tokens and login-throttle counters live.
+//! sessions, remember-me tokens, login-throttle counters and the index of live logins live.
 //!
-//! - Remember-me tokens and throttle counters: in Redis with `REDIS_URL`, else in the
-//!   database of `DATABASE_URL` (SQLite or Postgres), in the library's stores. Never in
-//!   memory: a restart keeps everyone "remembered", and several instances see the same
-//!   tokens and counts.
+//! - Remember-me tokens, throttle counters and the login index (every live login of every
+//!   user, for `/devices` and the admin's "log out everywhere"): in Redis with `REDIS_URL`,
+//!   else in the database of `DATABASE_URL` (SQLite or Postgres), in the library's stores.
+//!   Never in memory: a restart keeps everyone "remembered", and several instances see the
+//!   same tokens, counts and logins.
 //! - Sessions: wherever `SESSION_STORE` says (see `config.rs`), built by
-//!   `login-manager-sessions`.
+//!   `login-manager-sessions`. The login index deletes the sessions of ended logins from that
+//!   same store; cookie sessions, which no server can delete, are checked against the index
+//!   on every request instead.
 //!
 //! The library's stores are chosen at run time as `Arc<dyn RememberStore>` /
-//! `Arc<dyn ThrottleStore>`, which the library accepts like any store.
+//! `Arc<dyn ThrottleStore>` / `Arc<dyn LoginStore>`, which the library accepts like any store.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,9 +21,12 @@ use fred::{
     prelude::{ClientLike, Config as RedisConfig, ReconnectPolicy},
 };
 use login_manager::{
-    stores::PostgresRememberStore, stores::PostgresThrottleStore, stores::RedisRememberStore,
-    stores::RedisThrottleStore, stores::SqliteRememberStore, stores::SqliteThrottleStore,
-    CookieOptions, RememberStore, ThrottleStore,
+    stores::{
+        PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore, RedisLoginStore,
+        RedisRememberStore, RedisThrottleStore, SqliteLoginStore, SqliteRememberStore,
+        SqliteThrottleStore,
+    },
+    CookieOptions, LoginIndex, LoginStore, RememberStore, ThrottleStore,
 };
 use login_manager_sessions::{Key, SessionBackend, SessionConfig};
 
@@ -29,30 +35,40 @@ use crate::{
     db::Db,
 };
 
-/// How often expired sessions and remember-me tokens are deleted.
+/// How often expired sessions, remember-me tokens and login-index entries are deleted.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60 * 60);
 /// How often ended throttle windows are deleted (Redis expires them itself).
 const THROTTLE_CLEANUP_EVERY: Duration = Duration::from_secs(10 * 60);
 /// How long start-up waits for Redis.
 const REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections in the Redis pool shared by sessions, remember-me and throttling.
+/// Connections in the Redis pool shared by sessions, remember-me, throttling and the login
+/// index.
 const REDIS_POOL_SIZE: usize = 4;
 
-/// Remember-me tokens and throttle windows in the users' SQL database (SQLite or Postgres):
-/// tables created if missing, ended throttle windows deleted in the background.
+/// The library's stores, as the demo picks them at run time.
+type LibraryStores = (
+    Arc<dyn RememberStore>,
+    Arc<dyn ThrottleStore>,
+    Arc<dyn LoginStore>,
+);
+
+/// Remember-me tokens, throttle windows and the login index in the users' SQL database
+/// (SQLite or Postgres): tables created if missing, ended throttle windows deleted in the
+/// background (expired tokens and login entries by [`spawn_cleanup`]).
 macro_rules! sql_stores {
-    ($remember:ident, $throttle:ident, $pool:expr) => {{
+    ($remember:ident, $throttle:ident, $logins:ident, $pool:expr) => {{
         let remember = $remember::new($pool.clone());
         remember.migrate().await?;
         let throttle = $throttle::new($pool.clone());
         throttle.migrate().await?;
+        let logins = $logins::new($pool.clone());
+        logins.migrate().await?;
         tokio::spawn(
             throttle
                 .clone()
                 .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
         );
-        let stores: (Arc<dyn RememberStore>, Arc<dyn ThrottleStore>) =
-            (Arc::new(remember), Arc::new(throttle));
+        let stores: LibraryStores = (Arc::new(remember), Arc::new(throttle), Arc::new(logins));
         stores
     }};
 }
@@ -62,6 +78,9 @@ pub struct Stores {
     pub sessions: SessionBackend,
     pub remember: Arc<dyn RememberStore>,
     pub throttle: Arc<dyn ThrottleStore>,
+    /// Every live login, next to the remember-me tokens, and able to delete sessions from
+    /// `sessions` (the layer's store).
+    pub logins: LoginIndex,
 }
 
 impl Stores {
@@ -73,24 +92,35 @@ impl Stores {
             None => None,
         };
 
-        let (remember, throttle): (Arc<dyn RememberStore>, Arc<dyn ThrottleStore>) =
-            match (&redis, db) {
-                (Some(pool), _) => {
-                    let mut remember = RedisRememberStore::new(pool.clone());
-                    let mut throttle = RedisThrottleStore::new(pool.clone());
-                    if let Some(prefix) = &config.redis_prefix {
-                        remember = remember.key_prefix(prefix);
-                        throttle = throttle.key_prefix(prefix);
-                    }
-                    (Arc::new(remember), Arc::new(throttle))
+        let (remember, throttle, login_store): LibraryStores = match (&redis, db) {
+            (Some(pool), _) => {
+                let mut remember = RedisRememberStore::new(pool.clone());
+                let mut throttle = RedisThrottleStore::new(pool.clone());
+                let mut logins = RedisLoginStore::new(pool.clone());
+                if let Some(prefix) = &config.redis_prefix {
+                    remember = remember.key_prefix(prefix);
+                    throttle = throttle.key_prefix(prefix);
+                    logins = logins.key_prefix(prefix);
                 }
-                (None, Db::Sqlite(pool)) => {
-                    sql_stores!(SqliteRememberStore, SqliteThrottleStore, pool)
-                }
-                (None, Db::Postgres(pool)) => {
-                    sql_stores!(PostgresRememberStore, PostgresThrottleStore, pool)
-                }
-            };
+                (Arc::new(remember), Arc::new(throttle), Arc::new(logins))
+            }
+            (None, Db::Sqlite(pool)) => {
+                sql_stores!(
+                    SqliteRememberStore,
+                    SqliteThrottleStore,
+                    SqliteLoginStore,
+                    pool
+                )
+            }
+            (None, Db::Postgres(pool)) => {
+                sql_stores!(
+                    PostgresRememberStore,
+                    PostgresThrottleStore,
+                    PostgresLoginStore,
+                    pool
+                )
+            }
+        };
 
         let sessions = match (config.session_store, db, &redis) {
             (SessionStore::Memory, _, _) => SessionBackend::from_url("memory:").await?,
@@ -113,16 +143,23 @@ impl Stores {
         };
         // The pools are the demo's own, so the tables are created here (and in turns).
         sessions.migrate().await?;
+        // Ending a login deletes its session from the layer's store; cookie sessions have
+        // none, so every logged-in request reads its index entry instead.
+        let logins = match sessions.store() {
+            Some(session_store) => LoginIndex::new(login_store, session_store),
+            None => LoginIndex::for_cookie_sessions(login_store),
+        };
         tracing::info!(
             sessions = sessions.kind(),
             shared = sessions.is_shared(),
-            remember_and_throttle = if redis.is_some() { "redis" } else { "database" },
+            remember_throttle_and_logins = if redis.is_some() { "redis" } else { "database" },
             "stores ready"
         );
         Ok(Self {
             sessions,
             remember,
             throttle,
+            logins,
         })
     }
 }
@@ -171,9 +208,14 @@ async fn connect_redis(url: &str) -> Result<RedisPool, Box<dyn std::error::Error
     Ok(pool)
 }
 
-/// Deletes expired sessions and remember-me tokens every hour. Both stores refuse expired
-/// records on their own; this only keeps them from growing without bound.
-pub fn spawn_cleanup(sessions: SessionBackend, remember: Arc<dyn RememberStore>) {
+/// Deletes expired sessions, remember-me tokens and login-index entries every hour. The
+/// stores refuse expired records on their own; this only keeps them from growing without
+/// bound.
+pub fn spawn_cleanup(
+    sessions: SessionBackend,
+    remember: Arc<dyn RememberStore>,
+    logins: Arc<dyn LoginStore>,
+) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(CLEANUP_EVERY);
         loop {
@@ -185,6 +227,11 @@ pub fn spawn_cleanup(sessions: SessionBackend, remember: Arc<dyn RememberStore>)
                 Ok(0) => {}
                 Ok(n) => tracing::info!(n, "deleted expired remember-me tokens"),
                 Err(err) => tracing::warn!(%err, "deleting expired remember-me tokens failed"),
+            }
+            match logins.delete_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "deleted expired login-index entries"),
+                Err(err) => tracing::warn!(%err, "deleting expired login-index entries failed"),
             }
         }
     });

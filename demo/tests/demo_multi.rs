@@ -1,6 +1,8 @@
 //! Two demo processes on two ports, sharing Postgres (and Redis), behave as one app: a
 //! session started on one works on the other, a logout on one ends it on both, remember-me
-//! rotation, its grace window and theft detection span both, and so do throttle counts.
+//! rotation, its grace window and theft detection span both, `/devices` lists and ends
+//! logins of both, the admin's "log out everywhere" reaches both (#17), and throttle counts
+//! add up.
 //!
 //! Run twice: sessions in Postgres (`DATABASE_URL` only), and sessions in Redis (`REDIS_URL`
 //! too). Each run gets its own Postgres database and Redis key prefix, removed afterwards.
@@ -14,7 +16,8 @@ mod store_support;
 use std::time::Duration;
 
 use demo_support::{
-    remember_cookie, reopened_browser, session_cookie, Demo, SessionIds, ADMIN, ALICE,
+    device_row, login_id_of, remember_cookie, reopened_browser, revoke_id, session_cookie, Demo,
+    SessionIds, ADMIN, ALICE, FIREFOX_LINUX, SAFARI_MAC,
 };
 use store_support::{backends, redis_url, unique, with_teardown, PgDatabase};
 
@@ -141,6 +144,8 @@ async fn scenario(mut env: Vec<(String, String)>, sessions: &'static str, ids: S
         .await
         .assert_status(303);
 
+    ending_logins_spans_both(&a, &b).await;
+
     // Throttling counts across instances: 3 failures on A and 2 on B lock the account on
     // both (default: 5 per account).
     let mut attacker = a.client();
@@ -155,4 +160,77 @@ async fn scenario(mut env: Vec<(String, String)>, sessions: &'static str, ids: S
         resp.assert_status(429);
         assert!(resp.header("retry-after").is_some());
     }
+}
+
+/// The index of live logins is shared: `/devices` on B lists a login made on A, "log out
+/// everywhere else" on A ends a session in use on B, and so does the admin's logout on A.
+async fn ending_logins_spans_both(a: &Demo, b: &Demo) {
+    // Firefox logs in on A and stays there; Safari logs in on A and moves to B.
+    let mut here = a.client().with_user_agent(FIREFOX_LINUX);
+    here.login_ok(ALICE, false).await;
+    let mut there = a.client().with_user_agent(SAFARI_MAC);
+    there.login_ok(ALICE, true).await;
+    let there_token = remember_cookie(&there);
+    there.set_base(&b.base);
+    there.get("/dashboard").await.assert_status(200);
+
+    let page = there.get("/devices").await;
+    page.assert_status(200);
+    assert!(
+        device_row(&page.body, "Safari").contains("This device"),
+        "{}",
+        page.body
+    );
+    let firefox = device_row(&page.body, "Firefox");
+    assert!(revoke_id(&firefox).is_some(), "{firefox}");
+
+    // "Log out everywhere else" on A: B's session ends at its next request, its remember
+    // cookie restores nothing on either instance, and A's browser keeps its session on both.
+    let here_session = session_cookie(&here);
+    here.post_form("/devices/revoke-others", &[])
+        .await
+        .assert_status(303);
+    let resp = there.get("/dashboard").await;
+    resp.assert_status(303);
+    assert_eq!(resp.location(), Some("/login?next=%2Fdashboard"));
+    for demo in [a, b] {
+        reopened_browser(demo, &there_token)
+            .get("/dashboard")
+            .await
+            .assert_status(303);
+    }
+    here.get("/dashboard").await.assert_status(200);
+    here.set_base(&b.base);
+    here.get("/dashboard").await.assert_status(200);
+    assert_eq!(session_cookie(&here), here_session);
+
+    // One login ended on B by id, made and used on A.
+    let mut on_a = a.client().with_user_agent(SAFARI_MAC);
+    on_a.login_ok(ALICE, false).await;
+    let id = login_id_of(&mut here, "Safari").await;
+    here.post_form(&format!("/devices/{id}/revoke"), &[])
+        .await
+        .assert_status(303);
+    on_a.get("/dashboard").await.assert_status(303);
+
+    // The admin's logout on A ends alice's sessions on B, and her remember-me tokens.
+    let mut b_one = b.client();
+    b_one.login_ok(ALICE, false).await;
+    let mut b_two = b.client();
+    b_two.login_ok(ALICE, true).await;
+    let b_token = remember_cookie(&b_two);
+    let mut admin = a.client();
+    admin.login_ok(ADMIN, false).await;
+    let resp = admin.post_form("/admin/users/alice/logout", &[]).await;
+    resp.assert_status(303);
+    assert_eq!(resp.location(), Some("/admin"));
+    for browser in [&mut b_one, &mut b_two, &mut here] {
+        browser.get("/dashboard").await.assert_status(303);
+    }
+    reopened_browser(b, &b_token)
+        .get("/dashboard")
+        .await
+        .assert_status(303);
+    admin.set_base(&b.base);
+    admin.get("/admin").await.assert_status(200);
 }

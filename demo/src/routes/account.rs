@@ -1,4 +1,5 @@
-//! The signed-in user's pages: dashboard, settings (fresh login required), devices.
+//! The signed-in user's pages: dashboard, settings (fresh login required), devices (every
+//! live login of the user, each of which can be ended).
 
 use axum::{
     extract::{Path, State},
@@ -96,62 +97,87 @@ pub async fn change_password(
     Ok(Redirect::to("/settings").into_response())
 }
 
-/// A remembered browser, as the devices page shows it.
+/// One live login of the user, as the devices page shows it. The raw `User-Agent` is not
+/// shown: the library parses it into a browser and a system.
 #[derive(Serialize)]
 struct DeviceRow {
     id: String,
     created: String,
     last_used: String,
-    expires: String,
-    user_agent: String,
+    browser: String,
+    system: String,
+    /// Ticked "remember me": it may come back after its session ends.
+    remembered: bool,
+    /// Its session was restored from the remember-me cookie.
+    restored: bool,
     current: bool,
 }
 
-/// `GET /devices` (login required): the user's remember-me logins.
+/// `GET /devices` (login required): every live login of the user — signed-in sessions and
+/// remembered browsers, on any instance — this one first.
 pub async fn devices(
     LoginRequired(_user): LoginRequired<User>,
     auth: Auth,
 ) -> Result<Html<String>, AppError> {
     let devices: Vec<DeviceRow> = auth
-        .remember_devices()
+        .logins()
         .await?
         .into_iter()
-        .map(|d| DeviceRow {
-            id: d.id,
-            created: format_time(d.created_at),
-            last_used: format_time(d.last_used_at),
-            expires: format_time(d.expires_at),
-            user_agent: d.user_agent,
-            current: d.current,
+        .map(|login| DeviceRow {
+            id: login.id,
+            created: format_time(login.created_at),
+            last_used: format_time(login.last_used_at),
+            browser: login.browser,
+            system: login.system,
+            remembered: login.remember_me,
+            restored: login.restored,
+            current: login.current,
         })
         .collect();
-    page(&auth, "devices.html", context! { devices }).await
+    let others = devices.iter().filter(|d| !d.current).count();
+    page(&auth, "devices.html", context! { devices, others }).await
 }
 
-/// `POST /devices/{id}/revoke` (login required): that browser is no longer remembered.
+/// `POST /devices/{id}/revoke` (login required): ends that login at once — its session and
+/// its remember-me token are deleted, so its next request, on any instance, is anonymous.
+///
+/// An id that names no live login of this user (already ended in another tab, expired,
+/// another user's, made up) changes nothing and gets the same `303` with an info flash: a
+/// stale page is normal, and the answer does not tell whether an id exists for someone else.
+/// The page offers no form for the current login (the header's "Log out" is that); posting
+/// its id anyway logs this browser out, like `POST /logout`.
 pub async fn revoke_device(
     LoginRequired(_user): LoginRequired<User>,
-    auth: Auth,
+    mut auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Redirect, AppError> {
-    let message = if auth.revoke_device(&id).await? {
-        Flash::success("That device is no longer remembered.")
+    let ended = auth.end_login(&id).await?;
+    if !auth.is_authenticated() {
+        flash(auth.session()?, Flash::success("Logged out.")).await?;
+        return Ok(Redirect::to("/"));
+    }
+    let message = if ended {
+        Flash::success("That device is signed out.")
     } else {
-        // Already gone (expired, revoked in another tab) or not this user's.
-        Flash::info("That device was not remembered anymore.")
+        Flash::info("That device was already signed out.")
     };
     flash(auth.session()?, message).await?;
     Ok(Redirect::to("/devices"))
 }
 
-/// `POST /devices/revoke-all` (login required): forget every remembered browser.
-pub async fn revoke_all_devices(
+/// `POST /devices/revoke-others` (login required): "log out everywhere else" — every other
+/// session and remembered browser of the user ends; this one keeps working, with its session
+/// id and its remember-me cookie.
+pub async fn revoke_other_devices(
     LoginRequired(_user): LoginRequired<User>,
     auth: Auth,
 ) -> Result<Redirect, AppError> {
-    let revoked = auth.revoke_all_devices().await?;
-    let noun = if revoked == 1 { "device" } else { "devices" };
-    let message = format!("{revoked} remembered {noun} signed out.");
+    let ended = auth.end_other_logins().await?;
+    let message = match ended {
+        0 => "No other device was signed in.".to_owned(),
+        1 => "1 other device signed out.".to_owned(),
+        n => format!("{n} other devices signed out."),
+    };
     flash(auth.session()?, Flash::success(message)).await?;
     Ok(Redirect::to("/devices"))
 }

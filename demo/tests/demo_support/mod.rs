@@ -476,3 +476,48 @@ impl Client {
         self.login(credentials, remember).await.assert_status(303);
     }
 }
+
+/// Real `User-Agent`s, for the devices page (which shows the browser and system parsed from
+/// them, never the raw string).
+pub const FIREFOX_LINUX: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+pub const SAFARI_MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) \
+     AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15";
+pub const CHROME_WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) \
+     AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+/// The rows of a `/devices` page (one per live login), as HTML.
+pub fn device_rows(body: &str) -> Vec<String> {
+    let table = body
+        .split_once("<tbody>")
+        .and_then(|(_, rest)| rest.split_once("</tbody>"))
+        .map_or("", |(rows, _)| rows);
+    table.split("<tr>").skip(1).map(str::to_owned).collect()
+}
+
+/// The one row of a `/devices` page that contains `needle` (a browser name); panics unless
+/// there is exactly one.
+#[track_caller]
+pub fn device_row(body: &str, needle: &str) -> String {
+    let mut rows: Vec<String> = device_rows(body)
+        .into_iter()
+        .filter(|row| row.contains(needle))
+        .collect();
+    assert_eq!(rows.len(), 1, "rows with {needle:?} in:\n{body}");
+    rows.pop().unwrap()
+}
+
+/// The login id in a row's `POST /devices/{id}/revoke` form, if it has one.
+pub fn revoke_id(row: &str) -> Option<String> {
+    let (_, rest) = row.split_once(r#"action="/devices/"#)?;
+    let (id, _) = rest.split_once(r#"/revoke""#)?;
+    Some(id.to_owned())
+}
+
+/// The revoke id of the row containing `needle` on `client`'s `/devices` page.
+pub async fn login_id_of(client: &mut Client, needle: &str) -> String {
+    let page = client.get("/devices").await;
+    page.assert_status(200);
+    revoke_id(&device_row(&page.body, needle))
+        .unwrap_or_else(|| panic!("no revoke form in the {needle} row:\n{}", page.body))
+}
