@@ -197,6 +197,7 @@ pub mod stores;
 pub mod testing;
 mod throttle;
 mod timeout;
+mod tokens;
 mod user;
 
 // Entry points for this repository's own tests, benchmarks and fuzz targets (feature
@@ -227,4 +228,5 @@ pub use remember::{
 pub use throttle::{
     LoginAttempt, LoginThrottle, MemoryThrottleStore, ThrottleEntry, ThrottleStore,
 };
+pub use tokens::{MemoryTokenStore, OneTimeTokens, StoredToken, TokenOutcome, TokenStore};
 pub use user::AuthUser;
