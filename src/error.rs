@@ -81,14 +81,19 @@ pub enum Error {
         retry_after: Duration,
     },
 
+    /// Mail could not be handed to the transport (SMTP server down, directory not
+    /// writable): 503, like a store failure.
+    #[error("mail error: {0}")]
+    Mail(#[source] BoxError),
+
     /// The configuration is invalid (for example a login view that is not a path).
     #[error("invalid configuration: {0}")]
     Config(String),
 }
 
 impl Error {
-    /// True for failures of infrastructure (stores, loader, timeouts, an overloaded password
-    /// hasher), answered with 503.
+    /// True for failures of infrastructure (stores, loader, timeouts, mail, an overloaded
+    /// password hasher), answered with 503.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
@@ -96,6 +101,7 @@ impl Error {
                 | Error::Loader(_)
                 | Error::Store(_)
                 | Error::Timeout(_)
+                | Error::Mail(_)
                 | Error::Overloaded { .. }
         )
     }

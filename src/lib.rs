@@ -185,6 +185,8 @@ mod guard;
 mod loader;
 mod login;
 mod logins;
+#[cfg(feature = "mail")]
+mod mail;
 mod manager;
 mod password;
 mod record;
@@ -218,6 +220,8 @@ pub use guard::{
 pub use loader::UserLoader;
 pub use login::{LoginOutcome, PasswordUserLoader};
 pub use logins::{LiveLogin, LoginIndex, LoginStore, LoginTouch, MemoryLoginStore, StoredLogin};
+#[cfg(feature = "mail")]
+pub use mail::{password_reset_mail, Outbox};
 pub use manager::{LoginManager, LoginManagerLayer};
 pub use password::{PasswordHasher, Verified};
 pub use redirect::{login_url, safe_next, LoginView};

@@ -318,10 +318,13 @@ fn describe_user_agent(user_agent: &str) -> (String, String) {
     let system = parsed
         .as_ref()
         .filter(|p| known(p.os))
-        .map(|p| match known(&p.os_version) {
-            true => format!("{} {}", p.os, p.os_version),
-            false => p.os.to_owned(),
-        })
+        // Windows names carry their version already ("Windows 10", with os_version "NT 10.0").
+        .map(
+            |p| match known(&p.os_version) && !p.os.starts_with("Windows") {
+                true => format!("{} {}", p.os, p.os_version),
+                false => p.os.to_owned(),
+            },
+        )
         .unwrap_or_else(|| "Unknown system".to_owned());
     (browser, system)
 }
