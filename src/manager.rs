@@ -193,6 +193,11 @@ impl<L: UserLoader> LoginManager<L> {
     /// stores). Returns how many logins were listed; emits
     /// [`AuthEvent::LoginEnded`] for each.
     ///
+    /// Called from a request of that same user (an admin logging themselves out everywhere),
+    /// also call [`AuthSession::logout_user`](crate::AuthSession::logout_user) in that
+    /// request: its session is one of those deleted, and tower-sessions would otherwise save
+    /// it again at the end of the request if the handler wrote to it (a flash message).
+    ///
     /// Fails with [`Error::Config`](crate::Error::Config) when no login index is configured.
     pub async fn end_all_logins(&self, user_id: &<L::User as AuthUser>::Id) -> Result<u64> {
         let index = self

@@ -3,6 +3,9 @@
 # requests: independent of machine load, so they can be compared across runs.
 #
 #   benches/load/profile.sh [REQUESTS]        (default 20000)
+#   SERVERS="lm-server lm-indexed" benches/load/profile.sh 5000
+#
+# `lm-indexed` is lm-server with `--login-index` (a logged-in request with a LoginIndex, #17).
 #
 # For each server and path: start it under callgrind with instrumentation off, log in, warm
 # up, switch instrumentation on, send REQUESTS sequential requests, dump. Prints instructions
@@ -20,13 +23,17 @@ mkdir -p "$out"
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null' EXIT
 
-for server in lm-server axum-login-server floor-server; do
+for server in ${SERVERS:-lm-server lm-indexed axum-login-server floor-server}; do
+  case "$server" in
+    lm-indexed) command=("$bin/lm-server" --login-index) ;;
+    *) command=("$bin/$server") ;;
+  esac
   for path in /protected /public; do
     name="$server-${path#/}"
     log="$out/$name.log"
     rm -f "$out/$name.callgrind"*
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/$name.callgrind" \
-      "$bin/$server" >"$out/$name.stdout" 2>"$log" &
+      "${command[@]}" >"$out/$name.stdout" 2>"$log" &
     pid=$!
     for _ in $(seq 1 600); do
       grep -q "listening on" "$out/$name.stdout" 2>/dev/null && break

@@ -2,7 +2,7 @@
 //! layer, remember-me on, `POST /login` with argon2id (the login storm) and `POST /bench/login`
 //! (logs alice in without a password, for the throughput runs).
 //!
-//! `lm-server [--backend URL] [--remember-tokens N FILE]`
+//! `lm-server [--backend URL] [--remember-tokens N FILE] [--login-index]`
 //!
 //! - Without `--backend`: sessions in tower-sessions' `MemoryStore` behind a plain
 //!   `SessionManagerLayer` (cookie `id`, as the axum-login and floor servers), remember-me
@@ -14,6 +14,8 @@
 //! - `--no-ping` (with a `postgres://` backend): a pool that does not ping each connection
 //!   before handing it out (`PgPoolOptions::test_before_acquire(false)`; sqlx pings by
 //!   default, one more round trip per pool acquire).
+//! - `--login-index`: with a `LoginIndex` (entries in a `MemoryLoginStore`, ending through the
+//!   session store in use): a logged-in request must cost what it costs without (#17).
 //! - `--remember-tokens N FILE`: before serving, issue N remember-me tokens for alice and
 //!   write their cookie values to FILE, one a line (the remember-restore runs use each
 //!   exactly once).
@@ -30,8 +32,8 @@ use axum::{
 use login_manager::{
     __private::parse_token, __private::remember_token_like, stores::PostgresRememberStore,
     stores::RedisRememberStore, stores::SqliteRememberStore, AuthSession, CookieOptions,
-    LoginManager, LoginOptions, LoginRequired, MemoryRememberStore, PasswordHasher, Remember,
-    RememberStore, RememberToken, UserLoader,
+    LoginIndex, LoginManager, LoginOptions, LoginRequired, MemoryLoginStore, MemoryRememberStore,
+    PasswordHasher, Remember, RememberStore, RememberToken, UserLoader,
 };
 use login_manager_load::{greeting, public, serve, LoginForm, User, Users, USER_AGENT};
 use login_manager_sessions::{SessionBackend, SessionConfig};
@@ -92,14 +94,17 @@ const ISSUERS: usize = 16;
 struct Args {
     backend: Option<String>,
     no_ping: bool,
+    login_index: bool,
     tokens: Option<(usize, String)>,
 }
 
 fn parse_args() -> Args {
-    const USAGE: &str = "usage: lm-server [--backend URL [--no-ping]] [--remember-tokens N FILE]";
+    const USAGE: &str =
+        "usage: lm-server [--backend URL [--no-ping]] [--remember-tokens N FILE] [--login-index]";
     let mut args = Args {
         backend: None,
         no_ping: false,
+        login_index: false,
         tokens: None,
     };
     let mut rest = std::env::args().skip(1);
@@ -107,6 +112,7 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--backend" => args.backend = Some(rest.next().expect(USAGE)),
             "--no-ping" => args.no_ping = true,
+            "--login-index" => args.login_index = true,
             "--remember-tokens" => {
                 let count = rest.next().and_then(|n| n.parse().ok()).expect(USAGE);
                 args.tokens = Some((count, rest.next().expect(USAGE)));
@@ -188,8 +194,16 @@ async fn main() {
             Arc::new(memory_remember_store()) as Arc<dyn RememberStore>,
         ),
     };
-    let manager = LoginManager::new(Loader(users))
+    let memory_sessions = MemoryStore::default();
+    let mut manager = LoginManager::new(Loader(users))
         .remember(Remember::new(remember_store.clone()).secure(false));
+    if args.login_index {
+        let index = match sessions.as_ref().and_then(|s| s.store()) {
+            Some(store) => LoginIndex::new(MemoryLoginStore::new(), store),
+            None => LoginIndex::new(MemoryLoginStore::new(), memory_sessions.clone()),
+        };
+        manager = manager.login_index(index);
+    }
     let app = Router::new()
         .route("/protected", get(protected))
         .route("/public", get(public))
@@ -202,7 +216,7 @@ async fn main() {
         .route("/bench/login", post(bench_login))
         .layer(manager.into_layer());
     let app = match sessions {
-        None => app.layer(SessionManagerLayer::new(MemoryStore::default()).with_secure(false)),
+        None => app.layer(SessionManagerLayer::new(memory_sessions).with_secure(false)),
         Some(sessions) => {
             let config = SessionConfig::new().cookie(CookieOptions::new("id").secure(false));
             app.layer(sessions.into_layer(config).expect("session layer"))
