@@ -15,10 +15,11 @@ use crate::{
     login::{Admission, LoginOutcome, PasswordUserLoader},
     logins::LiveLogin,
     password::PasswordHasher,
-    record::AuthState,
+    record::{auth_hash_digest, digest_matches, now, AuthState},
     redirect::next_from_query,
     remember::RememberDevice,
-    timeout::loader_call,
+    second_factor::{Pending, SecondFactor, PENDING_KEY, PENDING_SECONDS},
+    timeout::{loader_call, timed},
     AuthUser, Error, LoginOptions, Result, UserLoader,
 };
 
@@ -326,8 +327,8 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         let stored = user.as_ref().and_then(|u| loader.password_hash(u));
         let verified = login.hasher.verify_user(password, stored).await?;
         let user = user.filter(|u| verified.valid && u.is_active());
-        let device_cookie = admission.report(user.is_some()).await?;
         let Some(user) = user else {
+            admission.report(false).await?;
             return Ok(LoginOutcome::InvalidCredentials);
         };
         let user = if verified.needs_rehash {
@@ -340,7 +341,102 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         } else {
             user
         };
+        if loader.second_factor_required(&user) {
+            // Not a success yet: the throttle hears of it after the second step, so that a
+            // right password cannot reset the count of wrong codes.
+            drop(admission);
+            let pending = Pending {
+                user_id: serde_json::to_value(user.id())
+                    .map_err(|e| Error::Config(format!("the user id does not serialize: {e}")))?,
+                auth_hash: auth_hash_digest(user.session_auth_hash()),
+                remember: options.remember,
+                duration_secs: options.duration.map(|d| d.as_secs()),
+                at: now(),
+            };
+            let session = self.session()?;
+            timed(
+                limit,
+                "session store",
+                session.insert(PENDING_KEY, &pending),
+            )
+            .await?;
+            return Ok(LoginOutcome::SecondFactorRequired);
+        }
+        let device_cookie = admission.report(true).await?;
         self.login_user_with(&user, options).await?;
+        if let Some(cookie) = device_cookie {
+            self.queue_cookie(cookie);
+        }
+        Ok(LoginOutcome::LoggedIn)
+    }
+
+    /// Whether this browser gave the right password and the login waits for its second
+    /// factor (for the second step's page: without it, send the browser to the login form).
+    pub async fn second_factor_pending(&self) -> Result<bool> {
+        Ok(self.pending().await?.is_some())
+    }
+
+    /// The second step of a login ([`LoginOutcome::SecondFactorRequired`]): when `factor`
+    /// accepts `code` for the user who gave the right password in this browser (within 5
+    /// minutes, under the same auth hash), logs them in with the options of the first step,
+    /// on a new session id. Wrong codes count in the login throttle under the user's
+    /// [`login_name`](PasswordUserLoader::login_name) like wrong passwords (and only a
+    /// complete login resets the count); [`LoginOutcome::Throttled`] past the limit.
+    /// Without a pending login: [`LoginOutcome::InvalidCredentials`] (see
+    /// [`second_factor_pending`](Self::second_factor_pending)).
+    #[tracing::instrument(name = "complete_second_factor", skip_all)]
+    pub async fn complete_second_factor<F: SecondFactor<L::User>>(
+        &mut self,
+        factor: &F,
+        code: &str,
+    ) -> Result<LoginOutcome> {
+        let Some(pending) = self.pending().await? else {
+            return Ok(LoginOutcome::InvalidCredentials);
+        };
+        let limit = self.store_timeout();
+        let user = match serde_json::from_value(pending.user_id.clone()) {
+            Ok(id) => loader_call(limit, self.loader().load_user(&id)).await?,
+            Err(_) => None,
+        };
+        let Some(user) = user
+            .filter(|u| u.is_active() && digest_matches(&pending.auth_hash, u.session_auth_hash()))
+        else {
+            // The password changed (or the account went) since the first step.
+            self.forget_pending().await?;
+            return Ok(LoginOutcome::InvalidCredentials);
+        };
+        let device_cookie = match self.check_second_factor(&user, factor, code).await? {
+            FactorCheck::Passed(cookie) => cookie,
+            FactorCheck::Refused(outcome) => return Ok(outcome),
+        };
+        self.forget_pending().await?;
+        let mut options = LoginOptions::new().remember(pending.remember);
+        if let Some(secs) = pending.duration_secs {
+            options = options.duration(std::time::Duration::from_secs(secs));
+        }
+        self.login_user_with(&user, options).await?;
+        if let Some(cookie) = device_cookie {
+            self.queue_cookie(cookie);
+        }
+        Ok(LoginOutcome::LoggedIn)
+    }
+
+    /// Step-up with the second factor: when `factor` accepts `code` for the logged-in user,
+    /// marks the login fresh ([`confirm_login`](Self::confirm_login)), for pages behind
+    /// [`FreshLoginRequired`](crate::FreshLoginRequired) that want more than a password.
+    /// Throttled like [`reauthenticate_with_password`](Self::reauthenticate_with_password).
+    #[tracing::instrument(name = "reauthenticate_with_second_factor", skip_all)]
+    pub async fn reauthenticate_with_second_factor<F: SecondFactor<L::User>>(
+        &mut self,
+        factor: &F,
+        code: &str,
+    ) -> Result<LoginOutcome> {
+        let user = self.user().cloned().ok_or(Error::NotAuthenticated)?;
+        let device_cookie = match self.check_second_factor(&user, factor, code).await? {
+            FactorCheck::Passed(cookie) => cookie,
+            FactorCheck::Refused(outcome) => return Ok(outcome),
+        };
+        self.confirm_login().await?;
         if let Some(cookie) = device_cookie {
             self.queue_cookie(cookie);
         }
@@ -355,13 +451,11 @@ impl<L: PasswordUserLoader> AuthSession<L> {
     /// device cookie for the account keeps its owner out of locks others caused.
     pub async fn reauthenticate_with_password(&mut self, password: &str) -> Result<LoginOutcome> {
         let user = self.user().cloned().ok_or(Error::NotAuthenticated)?;
-        let key = match self.loader().login_name(&user) {
-            Some(name) => name.to_owned(),
-            None => format!("id:{}", user.id()),
-        };
         let login = &self.context.core.passwords;
         let admission = login
-            .admit(&key, self.peer_info(), |name| self.request_cookie(name))
+            .admit(&self.throttle_key(&user), self.peer_info(), |name| {
+                self.request_cookie(name)
+            })
             .await?;
         if let Admission::Refused(retry_after) = admission {
             return Ok(LoginOutcome::Throttled { retry_after });
@@ -378,4 +472,63 @@ impl<L: PasswordUserLoader> AuthSession<L> {
         }
         Ok(LoginOutcome::LoggedIn)
     }
+
+    /// The throttle key of a logged-in user's checks (re-authentication, second factor): the
+    /// login form's key when the loader knows the login name, else `id:<user id>`.
+    fn throttle_key(&self, user: &L::User) -> String {
+        match self.loader().login_name(user) {
+            Some(name) => name.to_owned(),
+            None => format!("id:{}", user.id()),
+        }
+    }
+
+    /// The throttle's admission, then `factor`'s verdict, reported to the throttle.
+    async fn check_second_factor<F: SecondFactor<L::User>>(
+        &self,
+        user: &L::User,
+        factor: &F,
+        code: &str,
+    ) -> Result<FactorCheck> {
+        let login = &self.context.core.passwords;
+        let admission = login
+            .admit(&self.throttle_key(user), self.peer_info(), |name| {
+                self.request_cookie(name)
+            })
+            .await?;
+        if let Admission::Refused(retry_after) = admission {
+            return Ok(FactorCheck::Refused(LoginOutcome::Throttled {
+                retry_after,
+            }));
+        }
+        let valid = factor.verify(user, code).await?;
+        let device_cookie = admission.report(valid).await?;
+        Ok(match valid {
+            true => FactorCheck::Passed(device_cookie),
+            false => FactorCheck::Refused(LoginOutcome::InvalidCredentials),
+        })
+    }
+
+    /// The login waiting for its second factor in this browser, unless it is too old.
+    async fn pending(&self) -> Result<Option<Pending>> {
+        let limit = self.store_timeout();
+        let session = self.session()?;
+        let pending: Option<Pending> =
+            timed(limit, "session store", session.get(PENDING_KEY)).await?;
+        Ok(pending.filter(|p| now().saturating_sub(p.at) <= PENDING_SECONDS))
+    }
+
+    async fn forget_pending(&self) -> Result<()> {
+        let limit = self.store_timeout();
+        let session = self.session()?;
+        timed(limit, "session store", session.remove_value(PENDING_KEY)).await?;
+        Ok(())
+    }
+}
+
+/// A second factor's verdict, after the throttle.
+enum FactorCheck {
+    /// Accepted: the browser's new device cookie, if the throttle gives one.
+    Passed(Option<cookie::Cookie<'static>>),
+    /// Refused: what to answer.
+    Refused(LoginOutcome),
 }

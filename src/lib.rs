@@ -193,6 +193,7 @@ mod record;
 mod redirect;
 mod rejection;
 mod remember;
+mod second_factor;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub mod stores;
 #[cfg(feature = "testing")]
@@ -229,6 +230,9 @@ pub use rejection::{Client, Reason, Rejection};
 pub use remember::{
     MemoryRememberStore, Remember, RememberDevice, RememberStore, RememberToken, Rotation,
 };
+pub use second_factor::{RecoveryCodes, SecondFactor};
+#[cfg(feature = "totp")]
+pub use second_factor::{Totp, TotpEnrolment};
 pub use throttle::{
     LoginAttempt, LoginThrottle, MemoryThrottleStore, ThrottleEntry, ThrottleStore,
 };

@@ -55,6 +55,7 @@ use crate::{
 ///         LoginOutcome::Throttled { retry_after } => {
 ///             login_manager::Error::Throttled { retry_after }.into_response()
 ///         }
+///         LoginOutcome::SecondFactorRequired => Redirect::to("/login/2fa").into_response(),
 ///     })
 /// }
 /// ```
@@ -77,6 +78,15 @@ pub trait PasswordUserLoader: UserLoader {
     /// `id:<user id>`, a key of their own.
     fn login_name<'a>(&self, _user: &'a Self::User) -> Option<&'a str> {
         None
+    }
+
+    /// Whether `user` has a second factor turned on. When `true`, a right password does not
+    /// log in: [`login_with_password`](crate::AuthSession::login_with_password) answers
+    /// [`LoginOutcome::SecondFactorRequired`] and the login waits, in the session, for
+    /// [`complete_second_factor`](crate::AuthSession::complete_second_factor). The default,
+    /// `false`, logs in with the password alone.
+    fn second_factor_required(&self, _user: &Self::User) -> bool {
+        false
     }
 
     /// Stores an upgraded hash after a successful login with an outdated one (other
@@ -155,4 +165,10 @@ pub enum LoginOutcome {
         /// How long until another attempt is considered.
         retry_after: Duration,
     },
+    /// The password was right, and the user has a second factor
+    /// ([`PasswordUserLoader::second_factor_required`]): nobody is logged in yet; redirect
+    /// (303) to the second step, which calls
+    /// [`complete_second_factor`](crate::AuthSession::complete_second_factor) within 5
+    /// minutes.
+    SecondFactorRequired,
 }

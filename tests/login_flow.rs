@@ -86,6 +86,7 @@ async fn login(
         Ok(LoginOutcome::Throttled { retry_after }) => {
             login_manager::Error::Throttled { retry_after }.into_response()
         }
+        Ok(LoginOutcome::SecondFactorRequired) => "second factor".into_response(),
         Err(err) => err.into_response(),
     }
 }
@@ -100,6 +101,7 @@ async fn reauth(mut auth: AuthSession<Accounts>, password: String) -> Response {
         Ok(LoginOutcome::Throttled { retry_after }) => {
             login_manager::Error::Throttled { retry_after }.into_response()
         }
+        Ok(LoginOutcome::SecondFactorRequired) => "second factor".into_response(),
         Err(err) => err.into_response(),
     }
 }

@@ -354,6 +354,8 @@ async fn login(
         LoginOutcome::Throttled { retry_after } => {
             login_manager::Error::Throttled { retry_after }.into_response()
         }
+        // No second factor in the matrix app.
+        LoginOutcome::SecondFactorRequired => StatusCode::NOT_IMPLEMENTED.into_response(),
     })
 }
 

@@ -119,6 +119,15 @@ pub async fn login(
         }
         LoginOutcome::InvalidCredentials => Refusal::wrong(INVALID_CREDENTIALS),
         LoginOutcome::Throttled { retry_after } => Refusal::throttled(retry_after),
+        // DEMO.md's second step (`/login/2fa`, `next` kept). The demo's loader turns second
+        // factors on only once its TOTP enrolment exists (#18), so this is not reached yet.
+        LoginOutcome::SecondFactorRequired => {
+            let next = next_field(form.next.as_deref())
+                .and_then(safe_next)
+                .unwrap_or_else(|| auth.next_or("/"));
+            let target = login_manager::login_url("/login/2fa", Some(&next));
+            return Ok(Redirect::to(&target).into_response());
+        }
     };
     let view = LoginPage {
         error: Some(refusal.message.clone()),
@@ -247,7 +256,10 @@ pub async fn reauthenticate(
 ) -> Result<Result<(), Refusal>, AppError> {
     Ok(match auth.reauthenticate_with_password(password).await? {
         LoginOutcome::LoggedIn => Ok(()),
-        LoginOutcome::InvalidCredentials => Err(Refusal::wrong("Wrong password.")),
+        // `reauthenticate_with_password` never asks for a second factor.
+        LoginOutcome::InvalidCredentials | LoginOutcome::SecondFactorRequired => {
+            Err(Refusal::wrong("Wrong password."))
+        }
         LoginOutcome::Throttled { retry_after } => Err(Refusal::throttled(retry_after)),
     })
 }
