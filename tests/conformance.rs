@@ -1,5 +1,6 @@
-//! One conformance suite for every `RememberStore` and `ThrottleStore`: the cases in
-//! `store_support/cases.rs`, run against the memory stores and, with their features, SQLite,
+//! One conformance suite for every `RememberStore` and `ThrottleStore` (the cases in
+//! `store_support/cases.rs`), `LoginStore` (`login_cases.rs`) and `TokenStore`
+//! (`token_cases.rs`), run against the memory stores and, with their features, SQLite,
 //! Postgres and Redis (see `store_support` for how each test gets private storage, and when
 //! a missing server is skipped or fails).
 

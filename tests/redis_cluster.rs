@@ -1,6 +1,7 @@
 //! The Redis stores on a real Redis Cluster (`tests/support/redis-cluster.sh start`: three
 //! masters on 127.0.0.1:7101-7103; elsewhere, `LOGIN_MANAGER_TEST_REDIS_CLUSTER_URL`): the
-//! conformance cases, plus many users' tokens, logins and throttle keys spread over every node.
+//! conformance cases, plus many users' tokens, logins, one-time tokens and throttle keys spread
+//! over every node.
 //! Without a reachable cluster each test prints `SKIPPED` and passes, except with `CI=true`,
 //! where it fails (as every store test, see `store_support`).
 #![cfg(feature = "redis")]
@@ -12,8 +13,10 @@ use std::time::Duration;
 
 use fred::clients::Pool;
 use fred::prelude::*;
-use login_manager::stores::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
-use login_manager::{LoginStore, StoredLogin, ThrottleStore};
+use login_manager::stores::{
+    RedisLoginStore, RedisRememberStore, RedisThrottleStore, RedisTokenStore,
+};
+use login_manager::{LoginStore, StoredLogin, StoredToken, ThrottleStore, TokenStore};
 use login_manager::{RememberStore, RememberToken, Rotation};
 use store_support::backends::{cluster_primaries, delete_keys, node_keys, redis_cluster_pool};
 use store_support::{conformance, unique, with_teardown};
@@ -309,6 +312,69 @@ async fn logins_of_many_users_on_every_node_each_user_in_one_slot() {
         assert_eq!(
             count(&nodes, "logins").iter().sum::<usize>(),
             USERS - removed
+        );
+    })
+    .await;
+}
+
+/// 150 one-time tokens, one key each, land on all three nodes; each is found and used up on
+/// its node (a single-key script), a wrong hash takes none, and used-up tokens leave nothing
+/// behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_tokens_on_every_node() {
+    const TOKENS: usize = 150;
+    let Some((pool, primaries, prefix)) = cluster().await else {
+        return;
+    };
+    let store = RedisTokenStore::new(pool.clone()).key_prefix(&prefix);
+    let (census_pool, census_prefix) = (pool.clone(), prefix.clone());
+    run(pool, prefix, async move {
+        let tokens: Vec<StoredToken> = (0..TOKENS)
+            .map(|i| {
+                let now = now();
+                let mut validator_hash = [0; 32];
+                validator_hash[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                StoredToken {
+                    selector: format!("tok-{i}"),
+                    validator_hash,
+                    purpose: "verify-email".to_owned(),
+                    user_id: format!("\"user-{i}\""),
+                    auth_hash: "digest".to_owned(),
+                    created_at: now,
+                    expires_at: now + time::Duration::hours(1),
+                }
+            })
+            .collect();
+        for t in &tokens {
+            store
+                .create(t.clone())
+                .await
+                .expect("create on the cluster");
+        }
+        let nodes = census(&census_pool, &primaries, &census_prefix).await;
+        let per_node = count(&nodes, "token");
+        assert!(
+            per_node.iter().all(|&n| n > 0),
+            "tokens on every node: {per_node:?}"
+        );
+        assert_eq!(per_node.iter().sum::<usize>(), TOKENS);
+
+        for t in &tokens {
+            assert_eq!(store.find(&t.selector).await.unwrap().as_ref(), Some(t));
+            assert!(!store.take(&t.selector, &[0xee; 32]).await.unwrap());
+        }
+        for t in tokens.iter().step_by(3) {
+            assert!(store.take(&t.selector, &t.validator_hash).await.unwrap());
+            assert!(!store.take(&t.selector, &t.validator_hash).await.unwrap());
+        }
+        for (i, t) in tokens.iter().enumerate() {
+            let expected = (i % 3 != 0).then_some(t);
+            assert_eq!(store.find(&t.selector).await.unwrap().as_ref(), expected);
+        }
+        let nodes = census(&census_pool, &primaries, &census_prefix).await;
+        assert_eq!(
+            count(&nodes, "token").iter().sum::<usize>(),
+            TOKENS - TOKENS.div_ceil(3)
         );
     })
     .await;

@@ -1,13 +1,15 @@
 //! The shared stores when their backend is down, and the library's timeouts around them.
 //!
-//! - A refused connection: every store call (remember-me, throttle, login index) gives
+//! - A refused connection: every store call (remember-me, throttle, login index, one-time
+//!   tokens) gives
 //!   `Error::Store` promptly (within the pool's `acquire_timeout`), never a panic, also when
 //!   called directly.
 //! - A server that accepts and never answers: the stores have no timeout of their own; the
 //!   library's callers bound every call (`LoginThrottle::store_timeout`,
 //!   `LoginManager::store_timeout`), so throttling answers `Error::Timeout("throttle store")`,
-//!   remember-me `Error::Timeout("remember store")`, each within the limit, and a remembered
-//!   request gets a 503 and logs nobody in.
+//!   remember-me `Error::Timeout("remember store")`, one-time tokens
+//!   `Error::Timeout("token store")` (`OneTimeTokens::store_timeout`), each within the limit,
+//!   and a remembered request gets a 503 and logs nobody in.
 //! - An outage and its recovery, through the library: 503 while the backend is cut, the same
 //!   browser logged back in by its cookie once it is back.
 #![cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
@@ -28,6 +30,7 @@ use http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use login_manager::{Error, LoginManager, LoginThrottle, Remember, ThrottleStore};
 use login_manager::{LoginStore, LoginTouch, StoredLogin};
+use login_manager::{OneTimeTokens, StoredToken, TokenStore};
 use login_manager::{RememberStore, RememberToken, Rotation};
 use rand::RngCore;
 use time::OffsetDateTime;
@@ -68,6 +71,19 @@ fn sample_login() -> StoredLogin {
         expires_at: now + time::Duration::days(1),
         user_agent: String::new(),
         remembered: false,
+    }
+}
+
+fn sample_one_time_token() -> StoredToken {
+    let now = OffsetDateTime::now_utc();
+    StoredToken {
+        selector: "one-time".into(),
+        validator_hash: [1; 32],
+        purpose: "password-reset".into(),
+        user_id: "1".into(),
+        auth_hash: String::new(),
+        created_at: now,
+        expires_at: now + time::Duration::hours(1),
     }
 }
 
@@ -156,6 +172,47 @@ async fn every_login_call_is_a_store_error(logins: &dyn LoginStore) {
             "login {call}: expected a store error, got {error:?}"
         );
     }
+}
+
+/// The same for every call of a one-time token store; `delete_expired` too when it reaches
+/// the backend (the SQL stores: Redis expires tokens itself and answers 0 without a call).
+async fn every_token_call_is_a_store_error(tokens: &dyn TokenStore, cleanup_calls_backend: bool) {
+    let (create, find, take, cleanup) = tokio::join!(
+        timed(tokens.create(sample_one_time_token())),
+        timed(tokens.find("one-time")),
+        timed(tokens.take("one-time", &[1; 32])),
+        timed(tokens.delete_expired()),
+    );
+    let mut outcomes = vec![("create", create), ("find", find), ("take", take)];
+    if cleanup_calls_backend {
+        outcomes.push(("delete_expired", cleanup));
+    }
+    for (call, (elapsed, error)) in outcomes {
+        assert!(elapsed < LIMIT + SLACK, "token {call} took {elapsed:?}");
+        assert!(
+            matches!(error, Some(Error::Store(_))),
+            "token {call}: expected a store error, got {error:?}"
+        );
+    }
+}
+
+/// Everything `OneTimeTokens` asks of `store` is bounded by its `store_timeout`, and a store
+/// that fails is an error, never a token judged invalid (or valid).
+async fn one_time_tokens_are_bounded_by_their_store_timeout(store: impl TokenStore, hung: bool) {
+    let tokens = OneTimeTokens::new(store).store_timeout(LIMIT);
+    let users = common::Users::new();
+    let alice = users.by_name("alice").expect("alice");
+    let ttl = Duration::from_secs(3600);
+    let presented = remember_cookie();
+    let (issue, unknown, consume) = tokio::join!(
+        timed(tokens.issue(&alice, "password-reset", ttl)),
+        timed(tokens.issue_if_known(None::<&common::User>, "password-reset", ttl)),
+        timed(tokens.consume(&users, &presented, "password-reset", None)),
+    );
+    let what = "token store";
+    assert_bounded("issue (create)", what, hung, issue);
+    assert_bounded("issue_if_known (find)", what, hung, unknown);
+    assert_bounded("consume (find)", what, hung, consume);
 }
 
 /// Asserts that `call` failed within the limit: with `Error::Timeout(what)` after at least
@@ -455,7 +512,9 @@ mod net {
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
-    use login_manager::stores::{SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore};
+    use login_manager::stores::{
+        SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore, SqliteTokenStore,
+    };
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
     #[tokio::test]
@@ -468,6 +527,7 @@ mod sqlite {
             .connect_lazy_with(options);
         let remember = SqliteRememberStore::new(pool.clone());
         let logins = SqliteLoginStore::new(pool.clone());
+        let tokens = SqliteTokenStore::new(pool.clone());
         let throttle = SqliteThrottleStore::new(pool);
         let (elapsed, error) = timed(remember.migrate()).await;
         assert!(elapsed < LIMIT + SLACK, "migrate took {elapsed:?}");
@@ -475,8 +535,13 @@ mod sqlite {
         let (elapsed, error) = timed(logins.migrate()).await;
         assert!(elapsed < LIMIT + SLACK, "login migrate took {elapsed:?}");
         assert!(matches!(error, Some(Error::Store(_))), "{error:?}");
+        let (elapsed, error) = timed(tokens.migrate()).await;
+        assert!(elapsed < LIMIT + SLACK, "token migrate took {elapsed:?}");
+        assert!(matches!(error, Some(Error::Store(_))), "{error:?}");
         every_call_is_a_store_error(&remember, &throttle).await;
         every_login_call_is_a_store_error(&logins).await;
+        every_token_call_is_a_store_error(&tokens, true).await;
+        one_time_tokens_are_bounded_by_their_store_timeout(tokens, false).await;
         bounded_through_the_library(remember, throttle, false).await;
     }
 }
@@ -488,7 +553,9 @@ mod postgres {
 
     use super::net::{closed_port, outage_and_recovery, silent_server, Proxy};
     use super::*;
-    use login_manager::stores::{PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore};
+    use login_manager::stores::{
+        PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore, PostgresTokenStore,
+    };
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
     fn lazy_pool(addr: SocketAddr, acquire_timeout: Duration) -> sqlx::PgPool {
@@ -507,9 +574,12 @@ mod postgres {
         let pool = lazy_pool(closed_port().await, LIMIT);
         let remember = PostgresRememberStore::new(pool.clone());
         let logins = PostgresLoginStore::new(pool.clone());
+        let tokens = PostgresTokenStore::new(pool.clone());
         let throttle = PostgresThrottleStore::new(pool);
         every_call_is_a_store_error(&remember, &throttle).await;
         every_login_call_is_a_store_error(&logins).await;
+        every_token_call_is_a_store_error(&tokens, true).await;
+        one_time_tokens_are_bounded_by_their_store_timeout(tokens, false).await;
         bounded_through_the_library(remember, throttle, false).await;
     }
 
@@ -519,8 +589,12 @@ mod postgres {
         let (addr, _server) = silent_server().await;
         let pool = lazy_pool(addr, Duration::from_secs(30));
         let remember = PostgresRememberStore::new(pool.clone());
+        let tokens = PostgresTokenStore::new(pool.clone());
         let throttle = PostgresThrottleStore::new(pool);
-        bounded_through_the_library(remember, throttle, true).await;
+        tokio::join!(
+            bounded_through_the_library(remember, throttle, true),
+            one_time_tokens_are_bounded_by_their_store_timeout(tokens, true),
+        );
     }
 
     /// `migrate` runs outside any request: the pool's own `acquire_timeout` bounds it.
@@ -579,7 +653,9 @@ mod redis {
     use super::net::{closed_port, outage_and_recovery, silent_server, Proxy};
     use super::*;
     use fred::prelude::*;
-    use login_manager::stores::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
+    use login_manager::stores::{
+        RedisLoginStore, RedisRememberStore, RedisThrottleStore, RedisTokenStore,
+    };
 
     /// A pool for `addr` that is connecting (or failing to) in the background, as an app's
     /// pool is when Redis goes away; with fred's own `command_timeout`, if any.
@@ -611,9 +687,12 @@ mod redis {
             let pool = connecting_pool(addr, policy, Some(LIMIT));
             let remember = RedisRememberStore::new(pool.clone());
             let logins = RedisLoginStore::new(pool.clone());
+            let tokens = RedisTokenStore::new(pool.clone());
             let throttle = RedisThrottleStore::new(pool);
             every_call_is_a_store_error(&remember, &throttle).await;
             every_login_call_is_a_store_error(&logins).await;
+            every_token_call_is_a_store_error(&tokens, false).await;
+            one_time_tokens_are_bounded_by_their_store_timeout(tokens, false).await;
             bounded_through_the_library(remember, throttle, false).await;
         }
     }
@@ -625,8 +704,12 @@ mod redis {
         for policy in [None, Some(ReconnectPolicy::new_constant(0, 50))] {
             let pool = connecting_pool(addr, policy, None);
             let remember = RedisRememberStore::new(pool.clone());
+            let tokens = RedisTokenStore::new(pool.clone());
             let throttle = RedisThrottleStore::new(pool);
-            bounded_through_the_library(remember, throttle, false).await;
+            tokio::join!(
+                bounded_through_the_library(remember, throttle, false),
+                one_time_tokens_are_bounded_by_their_store_timeout(tokens, false),
+            );
         }
     }
 
@@ -635,8 +718,12 @@ mod redis {
         let (addr, _server) = silent_server().await;
         let pool = connecting_pool(addr, None, None);
         let remember = RedisRememberStore::new(pool.clone());
+        let tokens = RedisTokenStore::new(pool.clone());
         let throttle = RedisThrottleStore::new(pool);
-        bounded_through_the_library(remember, throttle, true).await;
+        tokio::join!(
+            bounded_through_the_library(remember, throttle, true),
+            one_time_tokens_are_bounded_by_their_store_timeout(tokens, true),
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,6 @@
 //! What only some stores have: the SQL stores' migrations and cleanup, and the Redis stores'
-//! key layout (hash tags, expiries, pruning); how each login store reports malformed stored
-//! data. The behaviour all stores share is in
-//! `conformance.rs`.
+//! key layout (hash tags, expiries, pruning); how each login and one-time token store reports
+//! malformed stored data. The behaviour all stores share is in `conformance.rs`.
 
 mod store_support;
 
@@ -191,6 +190,63 @@ mod sql {
             assert!(store_error(logins.list("1").await.map(drop)));
             assert!(store_error(logins.delete_for_user("1").await.map(drop)));
         }
+
+        /// The one-time token table: `migrate` can run again, and a row the store cannot read
+        /// (a hash of the wrong length, a time that is not a number) is an `Error::Store` for
+        /// `find`, not a panic and not a token that silently does not exist.
+        #[tokio::test]
+        async fn token_store_migrates_again_and_a_malformed_row_is_a_store_error() {
+            use login_manager::stores::SqliteTokenStore;
+            use login_manager::{Error, TokenStore};
+
+            let (remember, _throttle, _dir) = stores().await;
+            let tokens = SqliteTokenStore::new(remember.pool().clone());
+            tokens.migrate().await.unwrap();
+            tokens.migrate().await.unwrap();
+            let far = 253_402_300_799_000_i64;
+            for (selector, hash, created, expires) in [
+                ("short-hash", "x'0102'", "0".to_owned(), far.to_string()),
+                (
+                    "bad-created",
+                    "zeroblob(32)",
+                    "'yesterday'".to_owned(),
+                    far.to_string(),
+                ),
+                (
+                    "bad-expiry",
+                    "zeroblob(32)",
+                    "0".to_owned(),
+                    "'never'".to_owned(),
+                ),
+            ] {
+                sqlx::query(&format!(
+                    "INSERT INTO login_one_time_tokens VALUES \
+                     ('{selector}', {hash}, 'password-reset', '1', 'h', {created}, {expires})"
+                ))
+                .execute(remember.pool())
+                .await
+                .unwrap();
+                let found = tokens.find(selector).await;
+                assert!(
+                    matches!(found, Err(Error::Store(_))),
+                    "{selector}: {found:?}"
+                );
+            }
+            // A sound row next to them reads back.
+            let now = time::OffsetDateTime::now_utc();
+            let sound = login_manager::StoredToken {
+                selector: "sound".to_owned(),
+                validator_hash: [3; 32],
+                purpose: "verify-email".to_owned(),
+                user_id: "1".to_owned(),
+                auth_hash: "h".to_owned(),
+                created_at: now.replace_millisecond(now.millisecond()).unwrap(),
+                expires_at: now.replace_millisecond(now.millisecond()).unwrap()
+                    + time::Duration::hours(1),
+            };
+            tokens.create(sound.clone()).await.unwrap();
+            assert_eq!(tokens.find("sound").await.unwrap(), Some(sound));
+        }
     }
 
     #[cfg(feature = "postgres")]
@@ -330,6 +386,79 @@ mod sql {
             .await;
         }
 
+        /// One-time tokens: concurrent migrations create the documented table, its primary
+        /// key `selector` and its `expires_at` index, in the configured schema; a stored hash
+        /// of the wrong length is an `Error::Store`, not a panic.
+        #[tokio::test]
+        async fn token_table_migrates_concurrently_into_the_documented_table() {
+            use login_manager::stores::PostgresTokenStore;
+            use login_manager::{Error, TokenStore};
+
+            in_schema(|remember, _, schema| async move {
+                let tokens = PostgresTokenStore::new(remember.pool().clone()).schema(&schema);
+                let mut runs = Vec::new();
+                for _ in 0..4 {
+                    let tokens = tokens.clone();
+                    runs.push(tokio::spawn(async move { tokens.migrate().await.unwrap() }));
+                }
+                for run in runs {
+                    run.await.unwrap();
+                }
+                let pool = remember.pool();
+                let columns: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT column_name::text, data_type::text, is_nullable::text \
+                     FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = 'login_one_time_tokens' \
+                     ORDER BY ordinal_position",
+                )
+                .bind(&schema)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                let expected = [
+                    ("selector", "text", "NO"),
+                    ("validator_hash", "bytea", "NO"),
+                    ("purpose", "text", "NO"),
+                    ("user_id", "text", "NO"),
+                    ("auth_hash", "text", "NO"),
+                    ("created_at", "timestamp with time zone", "NO"),
+                    ("expires_at", "timestamp with time zone", "NO"),
+                ]
+                .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+                assert_eq!(columns, expected);
+                let indexes: Vec<String> = sqlx::query_scalar(
+                    "SELECT indexdef::text FROM pg_indexes \
+                     WHERE schemaname = $1 AND tablename = 'login_one_time_tokens' ORDER BY 1",
+                )
+                .bind(&schema)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                assert_eq!(indexes.len(), 2, "{indexes:?}");
+                assert!(
+                    indexes[0].contains("login_one_time_tokens_expires_at_idx"),
+                    "{indexes:?}"
+                );
+                assert!(indexes[0].ends_with("(expires_at)"), "{indexes:?}");
+                assert!(
+                    indexes[1].contains("login_one_time_tokens_pkey"),
+                    "{indexes:?}"
+                );
+                assert!(indexes[1].ends_with("(selector)"), "{indexes:?}");
+
+                sqlx::query(&format!(
+                    "INSERT INTO \"{schema}\".login_one_time_tokens VALUES \
+                     ('short', '\\x0102', 'magic-link', '1', 'h', now(), now() + interval '1 hour')"
+                ))
+                .execute(pool)
+                .await
+                .unwrap();
+                let found = tokens.find("short").await;
+                assert!(matches!(found, Err(Error::Store(_))), "{found:?}");
+            })
+            .await;
+        }
+
         #[tokio::test]
         async fn migrate_again_and_delete_ended_windows() {
             in_schema(|remember, throttle, _| async move {
@@ -359,9 +488,12 @@ mod redis {
 
     use fred::prelude::*;
     use fred::util::redis_keyslot;
-    use login_manager::stores::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
+    use login_manager::stores::{
+        RedisLoginStore, RedisRememberStore, RedisThrottleStore, RedisTokenStore,
+    };
     use login_manager::{Error, LoginStore, LoginTouch, StoredLogin, ThrottleStore};
     use login_manager::{RememberStore, RememberToken, Rotation};
+    use login_manager::{StoredToken, TokenStore};
     use time::OffsetDateTime;
 
     use crate::store_support::backends::{delete_keys, redis_pool};
@@ -653,6 +785,157 @@ mod redis {
             .unwrap();
         assert!(store_error(logins.list("3").await.map(drop)));
         assert!(store_error(logins.get("3", "x").await.map(drop)));
+
+        delete_keys(&pool, &prefix).await;
+    }
+
+    fn one_time_token(selector: &str, expires_in: time::Duration) -> StoredToken {
+        let now = OffsetDateTime::now_utc();
+        let now = now.replace_millisecond(now.millisecond()).unwrap();
+        StoredToken {
+            selector: selector.to_owned(),
+            validator_hash: [4; 32],
+            purpose: "password-reset".to_owned(),
+            user_id: "\"al}ice\"".to_owned(),
+            auth_hash: "digest".to_owned(),
+            created_at: now,
+            expires_at: now + expires_in,
+        }
+    }
+
+    /// A one-time token is one hash, named as documented, holding the SQL columns (hash in
+    /// hex, times in Unix ms) and expiring at the token's `expires_at`; a second `create` of
+    /// the selector replaces it whole; a wrong hash leaves it, the right one deletes the key.
+    #[tokio::test]
+    async fn one_time_token_keys_follow_the_documented_layout() {
+        let Some(pool) = redis_pool().await else {
+            return;
+        };
+        let prefix = format!("{}:", unique("lm-test"));
+        let tokens = RedisTokenStore::new(pool.clone()).key_prefix(&prefix);
+        let key = format!("{prefix}token:sel");
+        let hour = time::Duration::hours(1);
+        let t = one_time_token("sel", hour);
+
+        tokens.create(t.clone()).await.unwrap();
+        let fields: HashMap<String, String> = pool.hgetall(&key).await.unwrap();
+        let expected: HashMap<String, String> = [
+            ("selector", "sel".to_owned()),
+            ("validator_hash", hex::encode([4; 32])),
+            ("purpose", "password-reset".to_owned()),
+            ("user_id", "\"al}ice\"".to_owned()),
+            ("auth_hash", "digest".to_owned()),
+            (
+                "created_at",
+                (t.created_at.unix_timestamp_nanos() / 1_000_000).to_string(),
+            ),
+            (
+                "expires_at",
+                (t.expires_at.unix_timestamp_nanos() / 1_000_000).to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(fields, expected);
+        let expires_ms: i64 = pool
+            .custom(
+                fred::types::CustomCommand::new_static("PEXPIRETIME", None, false),
+                vec![key.clone()],
+            )
+            .await
+            .unwrap_or(-3);
+        if expires_ms != -3 {
+            // Redis 7 and later: the key expires exactly at the token's `expires_at`.
+            assert_eq!(
+                expires_ms as i128,
+                t.expires_at.unix_timestamp_nanos() / 1_000_000
+            );
+        }
+        assert!(about(pttl(&pool, &key).await, hour));
+
+        // A selector collision replaces the whole token, leaving no field of the old one.
+        let _: i64 = pool.hset(&key, ("stale", "field")).await.unwrap();
+        let replaced = StoredToken {
+            purpose: "magic-link".to_owned(),
+            ..one_time_token("sel", 2 * hour)
+        };
+        tokens.create(replaced.clone()).await.unwrap();
+        let fields: HashMap<String, String> = pool.hgetall(&key).await.unwrap();
+        assert_eq!(fields.len(), 7, "{fields:?}");
+        assert_eq!(fields["purpose"], "magic-link");
+        assert!(about(pttl(&pool, &key).await, 2 * hour));
+        assert_eq!(tokens.find("sel").await.unwrap(), Some(replaced));
+
+        assert!(!tokens.take("sel", &[5; 32]).await.unwrap());
+        let left: i64 = pool.exists(&key).await.unwrap();
+        assert_eq!(left, 1, "a wrong hash leaves the token");
+        assert!(tokens.take("sel", &[4; 32]).await.unwrap());
+        let left: i64 = pool.exists(&key).await.unwrap();
+        assert_eq!(left, 0, "a used token leaves no key");
+
+        // An already expired token is not kept at all.
+        tokens
+            .create(one_time_token("late", -time::Duration::seconds(1)))
+            .await
+            .unwrap();
+        let left: i64 = pool.exists(format!("{prefix}token:late")).await.unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(tokens.delete_expired().await.unwrap(), 0);
+
+        delete_keys(&pool, &prefix).await;
+    }
+
+    /// A token hash the store cannot read (a missing field, a hash that is not 64 hex digits,
+    /// a time that is not a number), or a key of the wrong type, is an `Error::Store`: not a
+    /// panic, and not a token that silently does not exist.
+    #[tokio::test]
+    async fn malformed_one_time_tokens_are_store_errors() {
+        let Some(pool) = redis_pool().await else {
+            return;
+        };
+        let prefix = format!("{}:", unique("lm-test"));
+        let tokens = RedisTokenStore::new(pool.clone()).key_prefix(&prefix);
+        let store_error = |r: Result<(), Error>| matches!(r, Err(Error::Store(_)));
+        let hour = time::Duration::hours(1);
+
+        for (selector, field, value) in [
+            ("short-hash", "validator_hash", "0102"),
+            ("not-hex", "validator_hash", &"zz".repeat(32)[..]),
+            ("bad-time", "created_at", "yesterday"),
+        ] {
+            tokens.create(one_time_token(selector, hour)).await.unwrap();
+            let _: i64 = pool
+                .hset(format!("{prefix}token:{selector}"), (field, value))
+                .await
+                .unwrap();
+            assert!(
+                store_error(tokens.find(selector).await.map(drop)),
+                "{selector}"
+            );
+        }
+        tokens
+            .create(one_time_token("no-purpose", hour))
+            .await
+            .unwrap();
+        let _: i64 = pool
+            .hdel(format!("{prefix}token:no-purpose"), "purpose")
+            .await
+            .unwrap();
+        assert!(store_error(tokens.find("no-purpose").await.map(drop)));
+
+        let _: () = pool
+            .set(
+                format!("{prefix}token:string"),
+                "a string",
+                None,
+                None,
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(store_error(tokens.find("string").await.map(drop)));
+        assert!(store_error(tokens.take("string", &[4; 32]).await.map(drop)));
 
         delete_keys(&pool, &prefix).await;
     }

@@ -1,14 +1,14 @@
-//! Shared stores for remember-me tokens, login throttling and the index of live logins, so
-//! that any number of app instances behind a load balancer see the same tokens, the same
-//! failure counts and the same logins.
+//! Shared stores for remember-me tokens, login throttling, the index of live logins and
+//! one-time tokens, so that any number of app instances behind a load balancer see the same
+//! tokens, the same failure counts and the same logins.
 //!
-//! | feature | remember-me | throttling | login index | client |
-//! |---|---|---|---|---|
-//! | `sqlite` | [`SqliteRememberStore`] | [`SqliteThrottleStore`] | [`SqliteLoginStore`] | sqlx 0.8 `SqlitePool` |
-//! | `postgres` | [`PostgresRememberStore`] | [`PostgresThrottleStore`] | [`PostgresLoginStore`] | sqlx 0.8 `PgPool` |
-//! | `redis` | [`RedisRememberStore`] | [`RedisThrottleStore`] | [`RedisLoginStore`] | fred 10 `Pool` |
+//! | feature | remember-me | throttling | login index | one-time tokens | client |
+//! |---|---|---|---|---|---|
+//! | `sqlite` | [`SqliteRememberStore`] | [`SqliteThrottleStore`] | [`SqliteLoginStore`] | [`SqliteTokenStore`] | sqlx 0.8 `SqlitePool` |
+//! | `postgres` | [`PostgresRememberStore`] | [`PostgresThrottleStore`] | [`PostgresLoginStore`] | [`PostgresTokenStore`] | sqlx 0.8 `PgPool` |
+//! | `redis` | [`RedisRememberStore`] | [`RedisThrottleStore`] | [`RedisLoginStore`] | [`RedisTokenStore`] | fred 10 `Pool` |
 //!
-//! These nine types are the whole public surface of this module. The SQL ones share one
+//! These twelve types are the whole public surface of this module. The SQL ones share one
 //! implementation (every statement is written once; each database only supplies its column
 //! types and its clock), the Redis ones another; both stay private.
 //!
@@ -18,6 +18,12 @@
 //! bound ([`max_logins_per_user`](crate::LoginIndex::max_logins_per_user)) holds however many
 //! logins race, on any number of instances, and every entry a store removes is returned by
 //! exactly one call, so that its session is ended once.
+//!
+//! The token stores hold the [`OneTimeTokens`](crate::OneTimeTokens) of password resets,
+//! email verifications and magic links. A token is used up by
+//! [`TokenStore::take`](crate::TokenStore::take), one atomic step on every backend (a
+//! conditional `DELETE`, a Lua script on one key), so that of any number of racing
+//! consumptions, on any number of instances, exactly one succeeds.
 //!
 //! # Pairing with tower-sessions' stores
 //!
@@ -54,9 +60,10 @@
 //!
 //! # SQLite
 //!
-//! [`SqliteRememberStore`], [`SqliteThrottleStore`] and [`SqliteLoginStore`] (feature
-//! `sqlite`) take the same sqlx 0.8 `SqlitePool` as `tower-sessions-sqlx-store` 0.15's
-//! `SqliteStore`, so one database file holds sessions, tokens, throttle windows and logins. Times are stored as `INTEGER` Unix
+//! [`SqliteRememberStore`], [`SqliteThrottleStore`], [`SqliteLoginStore`] and
+//! [`SqliteTokenStore`] (feature `sqlite`) take the same sqlx 0.8 `SqlitePool` as
+//! `tower-sessions-sqlx-store` 0.15's `SqliteStore`, so one database file holds sessions,
+//! tokens, throttle windows and logins. Times are stored as `INTEGER` Unix
 //! milliseconds, hashes as `BLOB`; the throttle window is measured by SQLite's clock
 //! (`julianday('now')`, which is the same for a whole statement).
 //!
@@ -84,8 +91,8 @@
 //!
 //! # Postgres
 //!
-//! [`PostgresRememberStore`], [`PostgresThrottleStore`] and [`PostgresLoginStore`] (feature
-//! `postgres`) take the same sqlx 0.8 `PgPool` as `tower-sessions-sqlx-store` 0.15's `PostgresStore` (example above).
+//! [`PostgresRememberStore`], [`PostgresThrottleStore`], [`PostgresLoginStore`] and
+//! [`PostgresTokenStore`] (feature `postgres`) take the same sqlx 0.8 `PgPool` as `tower-sessions-sqlx-store` 0.15's `PostgresStore` (example above).
 //! Times are `TIMESTAMPTZ`, hashes `BYTEA`; throttle windows are measured by the server's
 //! `now()`. Tables go in the connection's `search_path` unless a
 //! [`schema`](PostgresRememberStore::schema) is set, which `migrate()` then creates.
@@ -121,12 +128,27 @@
 //! call only), then a `DELETE … RETURNING` of the user's rows beyond the bound, each `put`
 //! trimming after its own insert.
 //!
+//! One-time tokens (default table `login_one_time_tokens`), one row per outstanding token,
+//! primary key `selector`, indexed on `expires_at` (cleanup):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `selector` | text | primary key |
+//! | `validator_hash` | bytes | SHA-256 of the validator |
+//! | `purpose`, `user_id`, `auth_hash` | text | |
+//! | `created_at`, `expires_at` | time | |
+//!
+//! Using a token up is one statement, `DELETE … WHERE selector = $1 AND validator_hash = $2`,
+//! won by the call that deleted the row: racing calls queue on the row and the later ones find
+//! nothing. `find` never returns a row past its `expires_at` (the database's clock).
+//!
 //! "time" is `TIMESTAMPTZ` on Postgres and an `INTEGER` of Unix milliseconds on SQLite;
 //! "bytes" is `BYTEA` / `BLOB`. Throttle windows are computed by the database's clock.
 //!
 //! # Redis
 //!
-//! [`RedisRememberStore`], [`RedisThrottleStore`] and [`RedisLoginStore`] (feature `redis`)
+//! [`RedisRememberStore`], [`RedisThrottleStore`], [`RedisLoginStore`] and [`RedisTokenStore`]
+//! (feature `redis`)
 //! run on a fred 10 `Pool`: give them a clone of the `Pool` that `tower-sessions-redis-store` 0.16's
 //! `RedisStore` uses (clones share the connections), and `init` it once. Every atomic step is
 //! one Lua script (`EVALSHA`, loaded again after a `NOSCRIPT`), and no script touches two hash
@@ -143,6 +165,7 @@
 //! | `login:remember:selector:<selector>` | string | the user id, to find a token by selector | with the token, or later |
 //! | `login:throttle:<key>` | string | a failure count | with the window |
 //! | `login:logins:{<tag>}` | hash | the user's logins: id → the entry as JSON | with the user's latest login |
+//! | `login:token:<selector>` | hash | one one-time token | at its `expires_at` |
 //!
 //! One user's tokens and set share the hash tag `{<tag>}`, so listing and revoking all of a
 //! user's tokens are single-slot scripts, atomic even on a Cluster. Finding a token by
@@ -157,6 +180,11 @@
 //! expires with its latest entry; an entry that expired before it is skipped by `get` and
 //! `list` (the server's clock decides) and deleted by `list`, so
 //! [`LoginStore::delete_expired`](crate::LoginStore::delete_expired) answers 0 too.
+//!
+//! A one-time token is one hash of its own, expiring at the token's `expires_at`; `take` is a
+//! script on that key (compare the stored hash, delete it, answer 1), so it is single-slot and
+//! atomic on a Cluster, and [`TokenStore::delete_expired`](crate::TokenStore::delete_expired)
+//! answers 0 as well.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -178,8 +206,9 @@
 //! too. The stores have no timeout of their own: every call the library makes is bounded by
 //! the caller — [`LoginManager::store_timeout`](crate::LoginManager::store_timeout) for the
 //! remember-me and login stores, [`LoginThrottle::store_timeout`](crate::LoginThrottle::store_timeout)
-//! for the throttle store (both 5 s by default) — so a hung database answers
-//! [`Error::Timeout`](crate::Error::Timeout)`("remember store")`, `("login store")` or `("throttle store")` instead of hanging requests,
+//! for the throttle store, [`OneTimeTokens::store_timeout`](crate::OneTimeTokens::store_timeout)
+//! for the token store (all 5 s by default) — so a hung database answers
+//! [`Error::Timeout`](crate::Error::Timeout)`("remember store")`, `("login store")`, `("throttle store")` or `("token store")` instead of hanging requests,
 //! the same for these stores and any third-party one. Both errors become a 503 and never log
 //! anyone in.
 //!
@@ -203,8 +232,10 @@ mod sql;
 mod sqlite;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore};
+pub use postgres::{
+    PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore, PostgresTokenStore,
+};
 #[cfg(feature = "redis")]
-pub use redis::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
+pub use redis::{RedisLoginStore, RedisRememberStore, RedisThrottleStore, RedisTokenStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore};
+pub use sqlite::{SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore, SqliteTokenStore};

@@ -1,6 +1,6 @@
 //! Postgres stores (feature `postgres`): [`PostgresRememberStore`],
-//! [`PostgresThrottleStore`] and [`PostgresLoginStore`], the Postgres dialect of the SQL
-//! stores. Documented in [`crate::stores`].
+//! [`PostgresThrottleStore`], [`PostgresLoginStore`] and [`PostgresTokenStore`], the Postgres
+//! dialect of the SQL stores. Documented in [`crate::stores`].
 
 use sqlx::Postgres;
 use time::OffsetDateTime;
@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::sql::{
     dialect::Dialect,
     sql_store,
-    statements::{LoginTable, RememberTable, ThrottleTable},
+    statements::{LoginTable, RememberTable, ThrottleTable, TokenTable},
 };
 use crate::error::BoxError;
 
@@ -94,6 +94,35 @@ sql_store! {
     }
 }
 
+sql_store! {
+    /// One-time tokens (password reset, email verification, magic links) in Postgres: a
+    /// [`TokenStore`](crate::TokenStore) in one table (default `login_one_time_tokens`, in the
+    /// [`schema`](Self::schema) if set; one row per outstanding token, primary key
+    /// `selector`), times kept to the microsecond. Clones share the pool. See
+    /// [Postgres](crate::stores#postgres) and the [table layout](crate::stores#sql-tables).
+    ///
+    /// [`take`](crate::TokenStore::take) is one conditional `DELETE`: racing consumptions of
+    /// a token, on any number of app instances, queue on the row's lock and only the first
+    /// finds the row. Expired tokens are never returned by `find` (the server's `now()`
+    /// decides), and deleted by [`delete_expired`](Self::delete_expired) or
+    /// [`continuously_delete_expired`](Self::continuously_delete_expired).
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::PgPool) -> login_manager::Result<()> {
+    /// use login_manager::stores::PostgresTokenStore;
+    /// use login_manager::OneTimeTokens;
+    ///
+    /// let store = PostgresTokenStore::new(pool);
+    /// store.migrate().await?;
+    /// let tokens = OneTimeTokens::new(store);
+    /// # Ok(()) }
+    /// ```
+    pub struct PostgresTokenStore(Postgres, TokenTable): TokenStore {
+        pool: "sqlx::PgPool",
+        table: "login_one_time_tokens",
+    }
+}
+
 /// The Postgres-only builder, on every store type.
 macro_rules! schema_builder {
     ($($name:ident),+) => {$(
@@ -119,7 +148,8 @@ macro_rules! schema_builder {
 schema_builder!(
     PostgresRememberStore,
     PostgresThrottleStore,
-    PostgresLoginStore
+    PostgresLoginStore,
+    PostgresTokenStore
 );
 
 impl Dialect for Postgres {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::throttle::ThrottleEntry;
 use crate::{error::BoxError, Error, Result};
 
-/// Implements [`RememberStore`](crate::RememberStore), [`ThrottleStore`](crate::ThrottleStore)
-/// or [`LoginStore`](crate::LoginStore) for a public store type by forwarding every call to
+/// Implements [`RememberStore`](crate::RememberStore), [`ThrottleStore`](crate::ThrottleStore),
+/// [`LoginStore`](crate::LoginStore) or [`TokenStore`](crate::TokenStore) for a public store type by forwarding every call to
 /// the private implementation it wraps (field `0`), which has inherent methods of the same
 /// names.
 macro_rules! delegate_store {
@@ -122,6 +122,30 @@ macro_rules! delegate_store {
                 user_id: &str,
             ) -> $crate::Result<Vec<$crate::StoredLogin>> {
                 self.0.delete_for_user(user_id).await
+            }
+
+            async fn delete_expired(&self) -> $crate::Result<u64> {
+                self.0.delete_expired().await
+            }
+        }
+    };
+    (TokenStore for $name:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::TokenStore for $name {
+            async fn create(&self, token: $crate::StoredToken) -> $crate::Result<()> {
+                self.0.create(token).await
+            }
+
+            async fn find(&self, selector: &str) -> $crate::Result<Option<$crate::StoredToken>> {
+                self.0.find(selector).await
+            }
+
+            async fn take(
+                &self,
+                selector: &str,
+                validator_hash: &[u8; 32],
+            ) -> $crate::Result<bool> {
+                self.0.take(selector, validator_hash).await
             }
 
             async fn delete_expired(&self) -> $crate::Result<u64> {

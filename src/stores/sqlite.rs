@@ -1,5 +1,6 @@
-//! SQLite stores (feature `sqlite`): [`SqliteRememberStore`], [`SqliteThrottleStore`] and
-//! [`SqliteLoginStore`], the SQLite dialect of the SQL stores. Documented in [`crate::stores`].
+//! SQLite stores (feature `sqlite`): [`SqliteRememberStore`], [`SqliteThrottleStore`],
+//! [`SqliteLoginStore`] and [`SqliteTokenStore`], the SQLite dialect of the SQL stores.
+//! Documented in [`crate::stores`].
 
 use sqlx::Sqlite;
 use time::OffsetDateTime;
@@ -7,7 +8,7 @@ use time::OffsetDateTime;
 use super::sql::{
     dialect::Dialect,
     sql_store,
-    statements::{LoginTable, RememberTable, ThrottleTable},
+    statements::{LoginTable, RememberTable, ThrottleTable, TokenTable},
 };
 use crate::error::BoxError;
 
@@ -89,6 +90,34 @@ sql_store! {
     pub struct SqliteLoginStore(Sqlite, LoginTable): LoginStore {
         pool: "sqlx::SqlitePool",
         table: "login_index",
+    }
+}
+
+sql_store! {
+    /// One-time tokens (password reset, email verification, magic links) in SQLite: a
+    /// [`TokenStore`](crate::TokenStore) in one table (default `login_one_time_tokens`, one
+    /// row per outstanding token, primary key `selector`), times kept to the millisecond.
+    /// Clones share the pool. See [SQLite](crate::stores#sqlite) and the
+    /// [table layout](crate::stores#sql-tables).
+    ///
+    /// [`take`](crate::TokenStore::take) is one conditional `DELETE`: SQLite runs one writer
+    /// at a time, so of racing consumptions of a token exactly one wins. Expired tokens are
+    /// never returned by `find`, and deleted by [`delete_expired`](Self::delete_expired) or
+    /// [`continuously_delete_expired`](Self::continuously_delete_expired).
+    ///
+    /// ```no_run
+    /// # async fn run(pool: sqlx::SqlitePool) -> login_manager::Result<()> {
+    /// use login_manager::stores::SqliteTokenStore;
+    /// use login_manager::OneTimeTokens;
+    ///
+    /// let store = SqliteTokenStore::new(pool);
+    /// store.migrate().await?;
+    /// let tokens = OneTimeTokens::new(store);
+    /// # Ok(()) }
+    /// ```
+    pub struct SqliteTokenStore(Sqlite, TokenTable): TokenStore {
+        pool: "sqlx::SqlitePool",
+        table: "login_one_time_tokens",
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod cases;
 pub mod login_cases;
+pub mod token_cases;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use login_manager::{LoginStore, MemoryLoginStore};
 use login_manager::{MemoryRememberStore, RememberStore};
 use login_manager::{MemoryThrottleStore, ThrottleStore};
+use login_manager::{MemoryTokenStore, TokenStore};
 
 /// The stores under test, shared by the tasks of one test.
 #[derive(Clone)]
@@ -28,16 +30,23 @@ pub struct Stores {
     pub remember: Arc<dyn RememberStore>,
     pub throttle: Arc<dyn ThrottleStore>,
     pub logins: Arc<dyn LoginStore>,
-    /// Redis deletes an expired token (and a login hash whose entries have all expired) by
-    /// itself, so `find` no longer returns it and `delete_expired` has nothing to delete.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Redis deletes an expired token (remember-me or one-time, and a login hash whose entries
+    /// have all expired) by itself, so `find` no longer returns it and `delete_expired` has
+    /// nothing to delete.
     pub native_expiry: bool,
 }
 
 /// One test per case of [`cases`] for `$backend` (a function of [`backends`]), in a module
-/// named after the backend, and one per case of [`login_cases`] in its submodule `logins`.
+/// named after the backend, one per case of [`login_cases`] in its submodule `logins`, and one
+/// per case of [`token_cases`] in its submodule `tokens`.
 #[allow(unused_macros)] // not every test file that includes this module runs the cases
 macro_rules! conformance {
-    ($backend:ident: $($case:ident),+ ; logins: $($login_case:ident),+ $(,)?) => {
+    (
+        $backend:ident: $($case:ident),+ ;
+        logins: $($login_case:ident),+ ;
+        tokens: $($token_case:ident),+ $(,)?
+    ) => {
         mod $backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,6 +66,19 @@ macro_rules! conformance {
                         crate::store_support::run(
                             crate::store_support::backends::$backend,
                             crate::store_support::login_cases::$login_case,
+                        )
+                        .await;
+                    }
+                )+
+            }
+
+            mod tokens {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $token_case() {
+                        crate::store_support::run(
+                            crate::store_support::backends::$backend,
+                            crate::store_support::token_cases::$token_case,
                         )
                         .await;
                     }
@@ -89,7 +111,15 @@ macro_rules! conformance {
             delete_for_user_ends_every_login_of_that_user_only_expired_included,
             delete_expired_removes_only_expired_logins,
             users_are_isolated_from_each_other,
-            user_ids_with_braces_percent_and_quotes_stay_apart,
+            user_ids_with_braces_percent_and_quotes_stay_apart;
+            tokens:
+            create_then_find_round_trips,
+            find_never_returns_an_expired_token,
+            take_with_the_right_hash_succeeds_once_and_the_token_is_gone,
+            take_with_a_wrong_hash_fails_and_leaves_the_token,
+            fifty_parallel_takes_have_exactly_one_winner,
+            delete_expired_removes_only_expired_tokens,
+            tokens_of_different_selectors_are_independent,
         );)+
     };
 }
@@ -231,6 +261,7 @@ pub mod backends {
                 remember: Arc::new(MemoryRememberStore::new()),
                 throttle: Arc::new(MemoryThrottleStore::new()),
                 logins: Arc::new(MemoryLoginStore::new()),
+                tokens: Arc::new(MemoryTokenStore::new()),
                 native_expiry: false,
             },
             teardown: None,
@@ -240,7 +271,9 @@ pub mod backends {
     /// A temporary database file, WAL mode, and table names that need quoting.
     #[cfg(feature = "sqlite")]
     pub async fn sqlite() -> Option<Backend> {
-        use login_manager::stores::{SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore};
+        use login_manager::stores::{
+            SqliteLoginStore, SqliteRememberStore, SqliteThrottleStore, SqliteTokenStore,
+        };
         use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
         let dir = tempfile::tempdir().expect("temp dir");
@@ -260,11 +293,14 @@ pub mod backends {
         throttle.migrate().await.expect("migrate throttle");
         let logins = SqliteLoginStore::new(pool.clone()).table_name("login 'index'");
         logins.migrate().await.expect("migrate logins");
+        let tokens = SqliteTokenStore::new(pool.clone()).table_name("one-time \"tokens\"");
+        tokens.migrate().await.expect("migrate tokens");
         Some(Backend {
             stores: Stores {
                 remember: Arc::new(remember),
                 throttle: Arc::new(throttle),
                 logins: Arc::new(logins),
+                tokens: Arc::new(tokens),
                 native_expiry: false,
             },
             teardown: Some(Box::pin(async move {
@@ -293,7 +329,7 @@ pub mod backends {
     #[cfg(feature = "postgres")]
     pub async fn postgres() -> Option<Backend> {
         use login_manager::stores::{
-            PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore,
+            PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore, PostgresTokenStore,
         };
 
         let pool = postgres_pool().await?;
@@ -304,11 +340,14 @@ pub mod backends {
         throttle.migrate().await.expect("migrate throttle");
         let logins = PostgresLoginStore::new(pool.clone()).schema(&schema);
         logins.migrate().await.expect("migrate logins");
+        let tokens = PostgresTokenStore::new(pool.clone()).schema(&schema);
+        tokens.migrate().await.expect("migrate tokens");
         Some(Backend {
             stores: Stores {
                 remember: Arc::new(remember),
                 throttle: Arc::new(throttle),
                 logins: Arc::new(logins),
+                tokens: Arc::new(tokens),
                 native_expiry: false,
             },
             teardown: Some(Box::pin(async move {
@@ -462,17 +501,21 @@ pub mod backends {
     #[cfg(feature = "redis")]
     async fn redis_stores(pool: fred::clients::Pool) -> Option<Backend> {
         use fred::prelude::*;
-        use login_manager::stores::{RedisLoginStore, RedisRememberStore, RedisThrottleStore};
+        use login_manager::stores::{
+            RedisLoginStore, RedisRememberStore, RedisThrottleStore, RedisTokenStore,
+        };
 
         let prefix = format!("{}:", unique("lm-test"));
         let remember = RedisRememberStore::new(pool.clone()).key_prefix(&prefix);
         let throttle = RedisThrottleStore::new(pool.clone()).key_prefix(&prefix);
         let logins = RedisLoginStore::new(pool.clone()).key_prefix(&prefix);
+        let tokens = RedisTokenStore::new(pool.clone()).key_prefix(&prefix);
         Some(Backend {
             stores: Stores {
                 remember: Arc::new(remember),
                 throttle: Arc::new(throttle),
                 logins: Arc::new(logins),
+                tokens: Arc::new(tokens),
                 native_expiry: true,
             },
             teardown: Some(Box::pin(async move {

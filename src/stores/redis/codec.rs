@@ -1,6 +1,7 @@
 //! How the Redis stores encode what they keep: hash tags for user ids (so that one user's
-//! keys share a Cluster slot), times as Unix milliseconds, hashes as hex, a token as the
-//! fields of a Redis hash, and a login as a JSON object (one field of the user's hash).
+//! keys share a Cluster slot), times as Unix milliseconds, hashes as hex, a token (remember-me
+//! or one-time) as the fields of a Redis hash, and a login as a JSON object (one field of the
+//! user's hash).
 //! Crate-private.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::error::BoxError;
 use crate::remember::{token::ValidatorHash, RememberToken};
-use crate::StoredLogin;
+use crate::{StoredLogin, StoredToken};
 
 /// Escapes `{`, `}` and `%` so that a user id never ends a hash tag early or starts
 /// another; injective, so distinct users keep distinct keys. The empty id becomes a lone `%`,
@@ -92,6 +93,43 @@ pub(crate) fn token_from_fields(
     })
 }
 
+/// A one-time token as the fields of its hash, name/value pairs in one list (the order of
+/// `HSET`'s arguments).
+pub(crate) fn one_time_token_fields(token: &StoredToken) -> Vec<String> {
+    [
+        ("selector", token.selector.clone()),
+        ("validator_hash", hex::encode(token.validator_hash)),
+        ("purpose", token.purpose.clone()),
+        ("user_id", token.user_id.clone()),
+        ("auth_hash", token.auth_hash.clone()),
+        ("created_at", millis(token.created_at).to_string()),
+        ("expires_at", millis(token.expires_at).to_string()),
+    ]
+    .into_iter()
+    .flat_map(|(name, value)| [name.to_owned(), value])
+    .collect()
+}
+
+/// A one-time token from its hash's fields: a missing or unreadable field is an error.
+pub(crate) fn one_time_token_from_fields(
+    mut fields: HashMap<String, String>,
+) -> std::result::Result<StoredToken, BoxError> {
+    let mut take = |name: &'static str| {
+        fields
+            .remove(name)
+            .ok_or_else(|| BoxError::from(format!("stored one-time token lacks `{name}`")))
+    };
+    Ok(StoredToken {
+        selector: take("selector")?,
+        validator_hash: from_hex(&take("validator_hash")?)?,
+        purpose: take("purpose")?,
+        user_id: take("user_id")?,
+        auth_hash: take("auth_hash")?,
+        created_at: from_millis(&take("created_at")?)?,
+        expires_at: from_millis(&take("expires_at")?)?,
+    })
+}
+
 /// A login as stored: the fields of [`StoredLogin`], times as decimal strings of Unix
 /// milliseconds. Strings rather than numbers because the Lua scripts decode and re-encode
 /// entries with `cjson`, whose numbers are doubles printed with 14 significant digits; the
@@ -163,6 +201,37 @@ mod tests {
         assert_ne!(tag("%"), tag(""));
         assert_eq!(escape_prefix("app{1}:"), "app%7B1%7D:");
         assert_eq!(escape_prefix(""), "");
+    }
+
+    #[test]
+    fn one_time_tokens_round_trip_and_malformed_ones_are_errors() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let token = StoredToken {
+            selector: "sel".to_owned(),
+            validator_hash: [0xab; 32],
+            purpose: "password-reset".to_owned(),
+            user_id: "\"{alice}\"".to_owned(),
+            auth_hash: "digest".to_owned(),
+            created_at: at,
+            expires_at: OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap(),
+        };
+        let fields = |flat: Vec<String>| -> HashMap<String, String> {
+            flat.chunks(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect()
+        };
+        let stored = fields(one_time_token_fields(&token));
+        assert_eq!(stored.len(), 7);
+        assert_eq!(one_time_token_from_fields(stored.clone()).unwrap(), token);
+        let mut short = stored.clone();
+        short.insert("validator_hash".to_owned(), "abcd".to_owned());
+        assert!(one_time_token_from_fields(short).is_err());
+        let mut timeless = stored.clone();
+        timeless.remove("expires_at");
+        assert!(one_time_token_from_fields(timeless).is_err());
+        let mut bad_time = stored;
+        bad_time.insert("created_at".to_owned(), "soon".to_owned());
+        assert!(one_time_token_from_fields(bad_time).is_err());
     }
 
     #[test]

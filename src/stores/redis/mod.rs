@@ -1,5 +1,6 @@
-//! Redis stores (feature `redis`): [`RedisRememberStore`], [`RedisThrottleStore`] and
-//! [`RedisLoginStore`], one implementation on a fred 10 `Pool`. The key layout is documented in [`crate::stores`].
+//! Redis stores (feature `redis`): [`RedisRememberStore`], [`RedisThrottleStore`],
+//! [`RedisLoginStore`] and [`RedisTokenStore`], one implementation on a fred 10 `Pool`. The key
+//! layout is documented in [`crate::stores`].
 
 mod codec;
 mod scripts;
@@ -13,12 +14,15 @@ use fred::interfaces::{HashesInterface, KeysInterface};
 use super::shared::{backend, window_entry, window_millis};
 use crate::remember::{token::ValidatorHash, RememberToken, Rotation};
 use crate::throttle::ThrottleEntry;
-use crate::{error::BoxError, LoginTouch, Result, StoredLogin};
-use codec::{decode_login, encode_login, escape_prefix, millis, tag, token_from_fields};
+use crate::{error::BoxError, LoginTouch, Result, StoredLogin, StoredToken};
+use codec::{
+    decode_login, encode_login, escape_prefix, millis, one_time_token_fields,
+    one_time_token_from_fields, tag, token_from_fields,
+};
 use scripts::{
-    CREATE, DELETE, DELETE_FOR_USER, DELETE_LOGIN, DELETE_LOGINS_FOR_USER, FAILURES, GET_LOGIN,
-    LIST_FOR_USER, LIST_LOGINS, PUT_LOGIN, RECORD_FAILURE, RESOLVE_AND_EXTEND, ROTATE, SET_POINTER,
-    TOUCH_LOGIN,
+    CREATE, CREATE_ONE_TIME_TOKEN, DELETE, DELETE_FOR_USER, DELETE_LOGIN, DELETE_LOGINS_FOR_USER,
+    FAILURES, GET_LOGIN, LIST_FOR_USER, LIST_LOGINS, PUT_LOGIN, RECORD_FAILURE, RESOLVE_AND_EXTEND,
+    ROTATE, SET_POINTER, TAKE_ONE_TIME_TOKEN, TOUCH_LOGIN,
 };
 
 /// The default key prefix.
@@ -36,8 +40,13 @@ pub(crate) struct ThrottleKeys;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LoginKeys;
 
+/// One-time tokens: the keys of [`RedisTokenStore`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenKeys;
+
 /// A store in Redis, for one kind of data (`K`): the one implementation that
-/// [`RedisRememberStore`], [`RedisThrottleStore`] and [`RedisLoginStore`] wrap.
+/// [`RedisRememberStore`], [`RedisThrottleStore`], [`RedisLoginStore`] and [`RedisTokenStore`]
+/// wrap.
 #[derive(Clone)]
 pub(crate) struct RedisStore<K> {
     pool: Pool,
@@ -190,6 +199,28 @@ redis_store! {
     /// # }
     /// ```
     pub struct RedisLoginStore(LoginKeys): LoginStore;
+}
+
+redis_store! {
+    /// One-time tokens (password reset, email verification, magic links) in Redis: a
+    /// [`TokenStore`](crate::TokenStore) keeping each token in one hash,
+    /// `login:token:<selector>` with the default prefix (fields as the SQL columns; see
+    /// [Redis](crate::stores#redis)), which expires at the token's `expires_at`.
+    /// [`take`](crate::TokenStore::take) is one Lua script on that one key (compare the stored
+    /// hash, delete), so of racing consumptions exactly one wins, also on a Redis Cluster.
+    /// Redis deletes expired tokens itself: [`find`](crate::TokenStore::find) never returns
+    /// one, and [`delete_expired`](crate::TokenStore::delete_expired) has nothing to do and
+    /// answers 0. Clones share the pool.
+    ///
+    /// ```no_run
+    /// # fn run(pool: fred::clients::Pool) {
+    /// use login_manager::stores::RedisTokenStore;
+    /// use login_manager::OneTimeTokens;
+    ///
+    /// let tokens = OneTimeTokens::new(RedisTokenStore::new(pool));
+    /// # }
+    /// ```
+    pub struct RedisTokenStore(TokenKeys): TokenStore;
 }
 
 /// The operations of [`RememberStore`](crate::RememberStore).
@@ -522,6 +553,54 @@ impl RedisStore<LoginKeys> {
     /// The user's hash.
     fn key(&self, user_id: &str) -> String {
         format!("{}logins:{{{}}}", self.prefix, tag(user_id))
+    }
+}
+
+/// The operations of [`TokenStore`](crate::TokenStore): one key per token, so every operation
+/// touches one slot.
+impl RedisStore<TokenKeys> {
+    pub(crate) async fn create(&self, token: StoredToken) -> Result<()> {
+        let mut args = vec![millis(token.expires_at).to_string()];
+        args.extend(one_time_token_fields(&token));
+        let _: i64 = backend(CREATE_ONE_TIME_TOKEN.evalsha_with_reload(
+            self.pool.next(),
+            vec![self.key(&token.selector)],
+            args,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// `HGETALL`: an expired token's key is gone (Redis checks the expiry on every read).
+    pub(crate) async fn find(&self, selector: &str) -> Result<Option<StoredToken>> {
+        backend(async {
+            let fields: HashMap<String, String> = self.pool.hgetall(self.key(selector)).await?;
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            one_time_token_from_fields(fields).map(Some)
+        })
+        .await
+    }
+
+    pub(crate) async fn take(&self, selector: &str, validator_hash: &[u8; 32]) -> Result<bool> {
+        let taken: i64 = backend(TAKE_ONE_TIME_TOKEN.evalsha_with_reload(
+            self.pool.next(),
+            vec![self.key(selector)],
+            vec![hex::encode(validator_hash)],
+        ))
+        .await?;
+        Ok(taken == 1)
+    }
+
+    /// Each token's key expires at its `expires_at`: nothing to do, 0.
+    pub(crate) async fn delete_expired(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    /// The token's hash.
+    fn key(&self, selector: &str) -> String {
+        format!("{}token:{selector}", self.prefix)
     }
 }
 

@@ -276,3 +276,25 @@ redis.call('DEL', KEYS[1])
 return all",
     )
 });
+
+/// KEYS: the one-time token. ARGV: expires_at ms, then the hash's field/value pairs. Writes
+/// the token whole (a colliding selector's old fields gone) and its expiry in one step.
+pub(crate) static CREATE_ONE_TIME_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1",
+    )
+});
+
+/// KEYS: the one-time token. ARGV: the validator hash (hex). Deletes the token if it holds
+/// that hash: 1 when this call deleted it, 0 when it was missing, expired, already taken or
+/// holds another hash. A script runs alone, so of racing calls exactly one gets 1.
+pub(crate) static TAKE_ONE_TIME_TOKEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::from_lua(
+        "if redis.call('HGET', KEYS[1], 'validator_hash') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1",
+    )
+});

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::error::BoxError;
 use crate::remember::{token::ValidatorHash, RememberToken};
-use crate::StoredLogin;
+use crate::{StoredLogin, StoredToken};
 
 /// Column types, the clock, and how times are bound.
 pub(crate) trait Dialect: Database {
@@ -85,6 +85,13 @@ pub(crate) trait Backend: Dialect {
         args: Vec<Arg<'a>>,
     ) -> impl Future<Output = Result<Vec<StoredLogin>, BoxError>> + Send + 'a;
 
+    /// Runs a query selecting the one-time token columns in [`StoredToken`] field order.
+    fn fetch_one_time_tokens<'a>(
+        pool: &'a Pool<Self>,
+        sql: &'a str,
+        args: Vec<Arg<'a>>,
+    ) -> impl Future<Output = Result<Vec<StoredToken>, BoxError>> + Send + 'a;
+
     /// Runs a query returning at most one `(failures, milliseconds left)` row.
     fn fetch_window<'a>(
         pool: &'a Pool<Self>,
@@ -142,6 +149,15 @@ where
     ) -> Result<Vec<StoredLogin>, BoxError> {
         let rows = bind(sql, args).fetch_all(pool).await?;
         rows.iter().map(login_from_row::<DB>).collect()
+    }
+
+    async fn fetch_one_time_tokens<'a>(
+        pool: &'a Pool<Self>,
+        sql: &'a str,
+        args: Vec<Arg<'a>>,
+    ) -> Result<Vec<StoredToken>, BoxError> {
+        let rows = bind(sql, args).fetch_all(pool).await?;
+        rows.iter().map(one_time_token_from_row::<DB>).collect()
     }
 
     async fn fetch_window<'a>(
@@ -243,6 +259,27 @@ where
         expires_at: time(6)?,
         user_agent: row.try_get(7)?,
         remembered: row.try_get(8)?,
+    })
+}
+
+fn one_time_token_from_row<DB>(row: &DB::Row) -> Result<StoredToken, BoxError>
+where
+    DB: Dialect,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let time = |i: usize| -> Result<OffsetDateTime, BoxError> {
+        DB::decode_time(row.try_get::<DB::Time, _>(i)?)
+    };
+    Ok(StoredToken {
+        selector: row.try_get(0)?,
+        validator_hash: hash(row.try_get(1)?)?,
+        purpose: row.try_get(2)?,
+        user_id: row.try_get(3)?,
+        auth_hash: row.try_get(4)?,
+        created_at: time(5)?,
+        expires_at: time(6)?,
     })
 }
 

@@ -15,13 +15,15 @@ use sqlx::Pool;
 use super::shared::{backend, delete_expired_every, window_entry, window_millis};
 use crate::remember::{token::ValidatorHash, RememberToken, Rotation};
 use crate::throttle::ThrottleEntry;
-use crate::{Error, LoginTouch, Result, StoredLogin};
+use crate::{Error, LoginTouch, Result, StoredLogin, StoredToken};
 use dialect::{Arg, Backend};
-use statements::{Kind, Location, LoginTable, RememberTable, Statements, ThrottleTable};
+use statements::{
+    Kind, Location, LoginTable, RememberTable, Statements, ThrottleTable, TokenTable,
+};
 
 /// A store in one SQL table of database `DB`: remember-me tokens (`K` = [`RememberTable`]),
-/// throttle windows ([`ThrottleTable`]) or the login index ([`LoginTable`]). Wrapped by the
-/// public types of [`sql_store!`].
+/// throttle windows ([`ThrottleTable`]), the login index ([`LoginTable`]) or one-time tokens
+/// ([`TokenTable`]). Wrapped by the public types of [`sql_store!`].
 pub(crate) struct SqlStore<DB: Backend, K: Kind> {
     pool: Pool<DB>,
     location: Location,
@@ -281,6 +283,35 @@ impl<DB: Backend> SqlStore<DB, LoginTable> {
 
     async fn logins(&self, sql: &str, args: Vec<Arg<'_>>) -> Result<Vec<StoredLogin>> {
         backend(DB::fetch_logins(&self.pool, sql, args)).await
+    }
+}
+
+/// The operations of [`TokenStore`](crate::TokenStore).
+impl<DB: Backend> SqlStore<DB, TokenTable> {
+    pub(crate) async fn create(&self, token: StoredToken) -> Result<()> {
+        let args = vec![
+            Arg::Text(&token.selector),
+            Arg::Bytes(&token.validator_hash),
+            Arg::Text(&token.purpose),
+            Arg::Text(&token.user_id),
+            Arg::Text(&token.auth_hash),
+            Arg::Time(token.created_at),
+            Arg::Time(token.expires_at),
+        ];
+        self.execute(&self.sql.insert, args).await.map(drop)
+    }
+
+    pub(crate) async fn find(&self, selector: &str) -> Result<Option<StoredToken>> {
+        let args = vec![Arg::Text(selector)];
+        let tokens = backend(DB::fetch_one_time_tokens(&self.pool, &self.sql.find, args)).await?;
+        Ok(tokens.into_iter().next())
+    }
+
+    /// One `DELETE` conditional on the hash: of racing calls, only the one whose statement
+    /// deleted the row sees a row affected.
+    pub(crate) async fn take(&self, selector: &str, validator_hash: &[u8; 32]) -> Result<bool> {
+        let args = vec![Arg::Text(selector), Arg::Bytes(validator_hash)];
+        Ok(self.execute(&self.sql.take, args).await? == 1)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Every statement of the SQL stores, written once for both databases, and what a kind of
-//! table ([`RememberTable`], [`ThrottleTable`], [`LoginTable`]) brings to the generic store: its
-//! default name and its statements. Crate-private.
+//! table ([`RememberTable`], [`ThrottleTable`], [`LoginTable`], [`TokenTable`]) brings to the
+//! generic store: its default name and its statements. Crate-private.
 
 use super::dialect::Dialect;
 
@@ -271,6 +271,64 @@ impl LoginSql {
     }
 }
 
+const ONE_TIME_COLUMNS: &str =
+    "selector, validator_hash, purpose, user_id, auth_hash, created_at, expires_at";
+
+/// Every statement of the one-time token store, built once per configuration.
+#[derive(Debug)]
+pub(crate) struct TokenSql {
+    pub(crate) migration: Vec<String>,
+    /// `$1..$7`: the columns in [`ONE_TIME_COLUMNS`] order.
+    pub(crate) insert: String,
+    /// `$1` selector: the token, unless it has expired.
+    pub(crate) find: String,
+    /// `$1` selector, `$2` validator hash: 1 row affected when this call used the token up.
+    pub(crate) take: String,
+    pub(crate) delete_expired: String,
+}
+
+impl TokenSql {
+    pub(crate) fn new<DB: Dialect>(at: &Location) -> Self {
+        let t = at.table();
+        let (bytes, time, now) = (DB::BYTES, DB::TIME, DB::NOW);
+        let mut migration = DB::migration_prelude(at.schema.as_deref());
+        migration.extend([
+            format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                 selector TEXT PRIMARY KEY, \
+                 validator_hash {bytes} NOT NULL, \
+                 purpose TEXT NOT NULL, \
+                 user_id TEXT NOT NULL, \
+                 auth_hash TEXT NOT NULL, \
+                 created_at {time} NOT NULL, \
+                 expires_at {time} NOT NULL)"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {t} (expires_at)",
+                at.index("expires_at_idx")
+            ),
+        ]);
+        Self {
+            migration,
+            // A selector collision (2^-128) replaces the old token, as the memory store does.
+            insert: format!(
+                "INSERT INTO {t} ({ONE_TIME_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (selector) DO UPDATE SET \
+                 validator_hash = excluded.validator_hash, purpose = excluded.purpose, \
+                 user_id = excluded.user_id, auth_hash = excluded.auth_hash, \
+                 created_at = excluded.created_at, expires_at = excluded.expires_at"
+            ),
+            find: format!(
+                "SELECT {ONE_TIME_COLUMNS} FROM {t} WHERE selector = $1 AND expires_at > {now}"
+            ),
+            // One conditional DELETE: racing calls serialize on the row (Postgres' row lock,
+            // SQLite's single writer), and every call after the first finds no row to delete.
+            take: format!("DELETE FROM {t} WHERE selector = $1 AND validator_hash = $2"),
+            delete_expired: format!("DELETE FROM {t} WHERE expires_at <= {now}"),
+        }
+    }
+}
+
 /// What a kind of table brings to [`SqlStore`](super::SqlStore): its names and its
 /// statements.
 pub(crate) trait Kind: Send + Sync + 'static {
@@ -301,6 +359,10 @@ pub(crate) struct ThrottleTable;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LoginTable;
 
+/// The one-time tokens table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenTable;
+
 impl Kind for RememberTable {
     const DEFAULT_TABLE: &'static str = "login_remember_tokens";
     const WHAT: &'static str = "remember store";
@@ -317,6 +379,12 @@ impl Kind for LoginTable {
     const DEFAULT_TABLE: &'static str = "login_index";
     const WHAT: &'static str = "login store";
     type Statements = LoginSql;
+}
+
+impl Kind for TokenTable {
+    const DEFAULT_TABLE: &'static str = "login_one_time_tokens";
+    const WHAT: &'static str = "token store";
+    type Statements = TokenSql;
 }
 
 impl Statements for RememberSql {
@@ -346,6 +414,18 @@ impl Statements for ThrottleSql {
 impl Statements for LoginSql {
     fn build<DB: Dialect>(at: &Location) -> Self {
         LoginSql::new::<DB>(at)
+    }
+    fn migration(&self) -> &[String] {
+        &self.migration
+    }
+    fn delete_expired(&self) -> &str {
+        &self.delete_expired
+    }
+}
+
+impl Statements for TokenSql {
+    fn build<DB: Dialect>(at: &Location) -> Self {
+        TokenSql::new::<DB>(at)
     }
     fn migration(&self) -> &[String] {
         &self.migration
