@@ -1,25 +1,25 @@
 //! Wiring: the login manager, the layers and the routes.
 
-use std::time::Instant;
+use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration, time::Instant};
 
 use axum::{
-    extract::Request,
+    extract::{FromRequestParts, Request},
     middleware::{self, Next},
     response::Response,
     routing::{get, post},
     Router,
 };
-use http::StatusCode;
+use http::{request::Parts, StatusCode};
 use login_manager::{
     permission_required, AuthSession, Client, CrossOriginProtection, LoginManager, LoginThrottle,
-    LoginView, PasswordHasher, Reason, Rejection, Remember,
+    LoginView, OneTimeTokens, Outbox, PasswordHasher, Reason, Rejection, Remember,
 };
 use login_manager_sessions::SessionLayer;
 
 use crate::{
     config::Config,
     db::{Db, Users},
-    routes::{account, admin, api, auth, pages},
+    routes::{account, admin, api, auth, pages, password},
     stores::{self, Stores},
     web::{self, Flash, PendingFlash},
 };
@@ -34,6 +34,8 @@ pub struct AppState {
     /// A clone of the login manager, kept before `into_layer` (clones share the stores):
     /// what the admin's "log out everywhere" calls `end_all_logins` on.
     pub manager: LoginManager<Users>,
+    /// Account recovery: `/password/forgot` and `/password/reset`.
+    pub recovery: Recovery,
 }
 
 impl AppState {
@@ -42,13 +44,42 @@ impl AppState {
     }
 }
 
-/// The whole app, ready to serve.
+/// What "forgot password" needs (#18): the one-time tokens, the outbox and how links are made.
+#[derive(Clone)]
+pub struct Recovery {
+    /// Password-reset tokens, throttled by the login throttle: a client guessing tokens
+    /// spends the same per-address budget as one guessing passwords.
+    pub tokens: OneTimeTokens,
+    pub outbox: Outbox,
+    /// The login throttle, for the client address (`X-Forwarded-For` rules included).
+    pub throttle: LoginThrottle,
+    /// How long a reset link works (`DEMO_RESET_TOKEN_MINUTES`).
+    pub ttl: Duration,
+    /// `http(s)://host[:port]`, no trailing `/`: the base of the links in mail.
+    pub public_url: Arc<str>,
+    /// `DEMO_MAIL_DIR` when mail is written there (not over SMTP): the forgot page says so.
+    pub mail_dir: Option<Arc<str>>,
+}
+
+/// The request's client address as the login throttle sees it.
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Infallible> {
+        Ok(Self(app.recovery.throttle.client_addr(parts)))
+    }
+}
+
+/// The whole app, ready to serve; `public_url` is the base of the links in mail.
 pub fn build(
     config: &Config,
     db: Db,
     hasher: PasswordHasher,
     stores: Stores,
     sessions: SessionLayer,
+    public_url: &str,
 ) -> Router {
     let users = Users::new(db);
     // Device cookies (`device`) come with the throttle: a browser that logged into an account
@@ -62,11 +93,24 @@ pub fn build(
         .secure(config.secure_cookies)
         .duration(config.remember_duration)
         .grace_period(config.remember_grace);
+    let tokens = OneTimeTokens::new(stores.tokens).throttle(throttle.clone());
     stores::spawn_cleanup(
         stores.sessions.clone(),
         remember.store().clone(),
         stores.logins.store().clone(),
+        tokens.store().clone(),
     );
+    let recovery = Recovery {
+        tokens,
+        outbox: stores.outbox,
+        throttle: throttle.clone(),
+        ttl: config.reset_token_ttl,
+        public_url: public_url.into(),
+        mail_dir: config
+            .smtp_url
+            .is_none()
+            .then(|| config.mail_dir.display().to_string().into()),
+    };
 
     // The hasher and throttle of `login_with_password` and `reauthenticate_with_password`
     // (`POST /login`, `/reauth`, `/settings/password`): a stolen remember-me cookie must not
@@ -86,6 +130,7 @@ pub fn build(
     let state = AppState {
         users: manager.loader().clone(),
         manager: manager.clone(),
+        recovery,
     };
 
     // `permission_required` as a route layer; `LoginView` sends this router's anonymous
@@ -104,6 +149,14 @@ pub fn build(
         .route("/logout", post(auth::logout))
         .route("/register", get(auth::register_form).post(auth::register))
         .route("/reauth", get(auth::reauth_form).post(auth::reauth))
+        .route(
+            "/password/forgot",
+            get(password::forgot_form).post(password::forgot),
+        )
+        .route(
+            "/password/reset",
+            get(password::reset_form).post(password::reset),
+        )
         .route("/dashboard", get(account::dashboard))
         .route("/settings", get(account::settings))
         .route("/settings/password", post(account::change_password))

@@ -40,15 +40,15 @@ pub struct Config {
     /// `DEMO_ADDR`: where to listen; port 0 picks a free port (the real one is printed).
     pub addr: String,
     /// `DATABASE_URL`: the database (`sqlite:` or `postgres:`) holding users and API tokens,
-    /// and, without `REDIS_URL`, sessions, remember-me tokens, throttle counters and the
-    /// login index.
+    /// and, without `REDIS_URL`, sessions, remember-me tokens, throttle counters, the login
+    /// index and one-time tokens.
     pub database_url: String,
-    /// `REDIS_URL`: when set, sessions, remember-me tokens, throttle counters and the login
-    /// index live in Redis (one connection pool for all four).
+    /// `REDIS_URL`: when set, sessions, remember-me tokens, throttle counters, the login index
+    /// and one-time tokens live in Redis (one connection pool for all of them).
     pub redis_url: Option<String>,
-    /// `DEMO_REDIS_PREFIX`: the key prefix of the remember-me, throttle and login-index keys
-    /// in Redis (the library's default, `login:`, when unset). Session keys are bare session ids
-    /// (tower-sessions-redis-store has no prefix).
+    /// `DEMO_REDIS_PREFIX`: the key prefix of the remember-me, throttle, login-index and
+    /// one-time-token keys in Redis (the library's default, `login:`, when unset). Session keys
+    /// are bare session ids (tower-sessions-redis-store has no prefix).
     pub redis_prefix: Option<String>,
     /// `SESSION_STORE`: where sessions live. Default: `redis` with `REDIS_URL`, else the
     /// database's engine (`sqlite` by default).
@@ -76,6 +76,20 @@ pub struct Config {
     pub throttle_max_failures: u32,
     /// `DEMO_THROTTLE_MAX_ADDRESS_FAILURES`: failed logins per client address per 15 minutes.
     pub throttle_max_address_failures: u32,
+    /// `DEMO_RESET_TOKEN_MINUTES`: how long a password-reset link works (default 30; a
+    /// fraction such as `0.05`, 3 s, is allowed, for tests).
+    pub reset_token_ttl: Duration,
+    /// `DEMO_MAIL_DIR`: where outgoing mail is written, one `.eml` file per message (default
+    /// `mail`, created if missing), unless `DEMO_SMTP_URL` is set.
+    pub mail_dir: PathBuf,
+    /// `DEMO_SMTP_URL`: send mail over SMTP instead (`smtp://host:25`,
+    /// `smtps://user:password@host`; lettre's URL format). No `Debug`: it may hold a password.
+    pub smtp_url: Option<String>,
+    /// `DEMO_PUBLIC_URL`: the demo's address as browsers reach it (`https://demo.example.com`),
+    /// the base of the links in mail. Unset: `http://` and the address it listens on. Never
+    /// the request's `Host` header, which the client chooses (a forged one would mail a link
+    /// to the attacker's site carrying the victim's token).
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -123,7 +137,46 @@ impl Config {
             remember_grace: Duration::from_secs(parse("DEMO_REMEMBER_GRACE_SECS", 10)?),
             throttle_max_failures,
             throttle_max_address_failures,
+            reset_token_ttl: minutes("DEMO_RESET_TOKEN_MINUTES", 30.0)?,
+            mail_dir: non_empty("DEMO_MAIL_DIR")
+                .map_or_else(|| PathBuf::from("mail"), PathBuf::from),
+            smtp_url: non_empty("DEMO_SMTP_URL"),
+            public_url: non_empty("DEMO_PUBLIC_URL")
+                .map(|url| public_url("DEMO_PUBLIC_URL", &url))
+                .transpose()?,
         })
+    }
+}
+
+/// The longest reset link the demo hands out: a week.
+const MAX_TOKEN_MINUTES: f64 = 7.0 * 24.0 * 60.0;
+
+/// A positive number of minutes (fractions allowed), at most a week, as a `Duration`.
+fn minutes(name: &str, default: f64) -> Result<Duration, String> {
+    let value: f64 = parse(name, default)?;
+    if !(value > 0.0 && value <= MAX_TOKEN_MINUTES) {
+        return Err(format!(
+            "{name}={value} is not valid: use a number of minutes above 0 and at most \
+             {MAX_TOKEN_MINUTES}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value * 60.0))
+}
+
+/// An `http://` or `https://` URL without a path, query or trailing `/`: the links in mail
+/// append `/password/reset?...` to it.
+fn public_url(name: &str, value: &str) -> Result<String, String> {
+    let url = value.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '@']) => {
+            Ok(url.to_owned())
+        }
+        _ => Err(format!(
+            "{name}={value:?} is not valid: use http(s)://host[:port], without a path"
+        )),
     }
 }
 

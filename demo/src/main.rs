@@ -70,13 +70,20 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .sessions
         .clone()
         .into_layer(stores::session_config(&config)?)?;
-    let app = app::build(&config, db, hasher, stores, sessions);
 
     let listener = TcpListener::bind(&config.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    let local_addr = listener.local_addr()?;
+    // Links in mail point here: the configured public URL, else the real port.
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| default_public_url(local_addr));
+    let app = app::build(&config, db, hasher, stores, sessions, &public_url);
+
     // The tests parse this line for the real port (`DEMO_ADDR=127.0.0.1:0`).
-    println!("Listening on http://{}", listener.local_addr()?);
+    println!("Listening on http://{local_addr}");
     println!("Demo accounts (created on first start):");
     for (username, password, permissions) in db::SEED_ACCOUNTS {
         let extra = if permissions.is_empty() {
@@ -85,6 +92,13 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             format!("  (permissions: {})", permissions.join(", "))
         };
         println!("  {username} / {password}{extra}");
+    }
+    match &config.smtp_url {
+        Some(_) => println!("Mail (password-reset links) goes out over SMTP (DEMO_SMTP_URL)."),
+        None => println!(
+            "Mail (password-reset links) is written to {} as .eml files.",
+            config.mail_dir.display()
+        ),
     }
 
     // The peer address feeds the login throttle and session protection.
@@ -95,6 +109,16 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     Ok(())
+}
+
+/// `http://` and the listening address; an unspecified one (`0.0.0.0`, `[::]`) as `localhost`,
+/// which a browser on this machine can open.
+fn default_public_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 /// Ctrl-C, or SIGTERM (`docker stop`, systemd).

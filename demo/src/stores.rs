@@ -1,5 +1,6 @@
 //! Where the demo keeps its state: the one place that decides, from the settings, where
-//! sessions, remember-me tokens, login-throttle counters and the index of live logins live.
+//! sessions, remember-me tokens, login-throttle counters, the index of live logins, one-time
+//! tokens and outgoing mail live.
 //!
 //! - Remember-me tokens, throttle counters and the login index (every live login of every
 //!   user, for `/devices` and the admin's "log out everywhere"): in Redis with `REDIS_URL`,
@@ -10,9 +11,14 @@
 //!   `login-manager-sessions`. The login index deletes the sessions of ended logins from that
 //!   same store; cookie sessions, which no server can delete, are checked against the index
 //!   on every request instead.
+//! - One-time tokens (password-reset links, #18): next to the remember-me tokens, in Redis
+//!   with `REDIS_URL`, else in the database: a link mailed by one instance works on another.
+//! - Mail: the `Outbox` — one `.eml` file per message in `DEMO_MAIL_DIR`, or SMTP with
+//!   `DEMO_SMTP_URL`.
 //!
 //! The library's stores are chosen at run time as `Arc<dyn RememberStore>` /
-//! `Arc<dyn ThrottleStore>` / `Arc<dyn LoginStore>`, which the library accepts like any store.
+//! `Arc<dyn ThrottleStore>` / `Arc<dyn LoginStore>` / `Arc<dyn TokenStore>`, which the library
+//! accepts like any store.
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,11 +28,11 @@ use fred::{
 };
 use login_manager::{
     stores::{
-        PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore, RedisLoginStore,
-        RedisRememberStore, RedisThrottleStore, SqliteLoginStore, SqliteRememberStore,
-        SqliteThrottleStore,
+        PostgresLoginStore, PostgresRememberStore, PostgresThrottleStore, PostgresTokenStore,
+        RedisLoginStore, RedisRememberStore, RedisThrottleStore, RedisTokenStore, SqliteLoginStore,
+        SqliteRememberStore, SqliteThrottleStore, SqliteTokenStore,
     },
-    CookieOptions, LoginIndex, LoginStore, RememberStore, ThrottleStore,
+    CookieOptions, LoginIndex, LoginStore, Outbox, RememberStore, ThrottleStore, TokenStore,
 };
 use login_manager_sessions::{Key, SessionBackend, SessionConfig};
 
@@ -35,7 +41,8 @@ use crate::{
     db::Db,
 };
 
-/// How often expired sessions, remember-me tokens and login-index entries are deleted.
+/// How often expired sessions, remember-me tokens, login-index entries and one-time tokens
+/// are deleted.
 const CLEANUP_EVERY: Duration = Duration::from_secs(60 * 60);
 /// How often ended throttle windows are deleted (Redis expires them itself).
 const THROTTLE_CLEANUP_EVERY: Duration = Duration::from_secs(10 * 60);
@@ -50,25 +57,33 @@ type LibraryStores = (
     Arc<dyn RememberStore>,
     Arc<dyn ThrottleStore>,
     Arc<dyn LoginStore>,
+    Arc<dyn TokenStore>,
 );
 
-/// Remember-me tokens, throttle windows and the login index in the users' SQL database
-/// (SQLite or Postgres): tables created if missing, ended throttle windows deleted in the
-/// background (expired tokens and login entries by [`spawn_cleanup`]).
+/// Remember-me tokens, throttle windows, the login index and one-time tokens in the users'
+/// SQL database (SQLite or Postgres): tables created if missing, ended throttle windows
+/// deleted in the background (expired tokens and login entries by [`spawn_cleanup`]).
 macro_rules! sql_stores {
-    ($remember:ident, $throttle:ident, $logins:ident, $pool:expr) => {{
+    ($remember:ident, $throttle:ident, $logins:ident, $tokens:ident, $pool:expr) => {{
         let remember = $remember::new($pool.clone());
         remember.migrate().await?;
         let throttle = $throttle::new($pool.clone());
         throttle.migrate().await?;
         let logins = $logins::new($pool.clone());
         logins.migrate().await?;
+        let tokens = $tokens::new($pool.clone());
+        tokens.migrate().await?;
         tokio::spawn(
             throttle
                 .clone()
                 .continuously_delete_expired(THROTTLE_CLEANUP_EVERY),
         );
-        let stores: LibraryStores = (Arc::new(remember), Arc::new(throttle), Arc::new(logins));
+        let stores: LibraryStores = (
+            Arc::new(remember),
+            Arc::new(throttle),
+            Arc::new(logins),
+            Arc::new(tokens),
+        );
         stores
     }};
 }
@@ -81,6 +96,10 @@ pub struct Stores {
     /// Every live login, next to the remember-me tokens, and able to delete sessions from
     /// `sessions` (the layer's store).
     pub logins: LoginIndex,
+    /// One-time tokens: the password-reset links.
+    pub tokens: Arc<dyn TokenStore>,
+    /// Where mail goes.
+    pub outbox: Outbox,
 }
 
 impl Stores {
@@ -92,23 +111,31 @@ impl Stores {
             None => None,
         };
 
-        let (remember, throttle, login_store): LibraryStores = match (&redis, db) {
+        let (remember, throttle, login_store, tokens): LibraryStores = match (&redis, db) {
             (Some(pool), _) => {
                 let mut remember = RedisRememberStore::new(pool.clone());
                 let mut throttle = RedisThrottleStore::new(pool.clone());
                 let mut logins = RedisLoginStore::new(pool.clone());
+                let mut tokens = RedisTokenStore::new(pool.clone());
                 if let Some(prefix) = &config.redis_prefix {
                     remember = remember.key_prefix(prefix);
                     throttle = throttle.key_prefix(prefix);
                     logins = logins.key_prefix(prefix);
+                    tokens = tokens.key_prefix(prefix);
                 }
-                (Arc::new(remember), Arc::new(throttle), Arc::new(logins))
+                (
+                    Arc::new(remember),
+                    Arc::new(throttle),
+                    Arc::new(logins),
+                    Arc::new(tokens),
+                )
             }
             (None, Db::Sqlite(pool)) => {
                 sql_stores!(
                     SqliteRememberStore,
                     SqliteThrottleStore,
                     SqliteLoginStore,
+                    SqliteTokenStore,
                     pool
                 )
             }
@@ -117,10 +144,12 @@ impl Stores {
                     PostgresRememberStore,
                     PostgresThrottleStore,
                     PostgresLoginStore,
+                    PostgresTokenStore,
                     pool
                 )
             }
         };
+        let outbox = outbox(config)?;
 
         let sessions = match (config.session_store, db, &redis) {
             (SessionStore::Memory, _, _) => SessionBackend::from_url("memory:").await?,
@@ -152,7 +181,8 @@ impl Stores {
         tracing::info!(
             sessions = sessions.kind(),
             shared = sessions.is_shared(),
-            remember_throttle_and_logins = if redis.is_some() { "redis" } else { "database" },
+            remember_throttle_logins_and_tokens = if redis.is_some() { "redis" } else { "database" },
+            mail = ?outbox,
             "stores ready"
         );
         Ok(Self {
@@ -160,6 +190,8 @@ impl Stores {
             remember,
             throttle,
             logins,
+            tokens,
+            outbox,
         })
     }
 }
@@ -193,6 +225,19 @@ pub fn session_config(config: &Config) -> Result<SessionConfig, String> {
     Ok(settings)
 }
 
+/// The outbox of the settings: SMTP with `DEMO_SMTP_URL`, else `.eml` files in `DEMO_MAIL_DIR`
+/// (created if missing, so that the first reset mail does not fail on a fresh checkout).
+fn outbox(config: &Config) -> Result<Outbox, Box<dyn std::error::Error>> {
+    if let Some(url) = &config.smtp_url {
+        // The library's error names the problem, never the URL (it may hold a password).
+        return Ok(Outbox::smtp(url).map_err(|e| format!("DEMO_SMTP_URL: {e}"))?);
+    }
+    let dir = &config.mail_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create DEMO_MAIL_DIR {}: {e}", dir.display()))?;
+    Ok(Outbox::files(dir))
+}
+
 async fn connect_redis(url: &str) -> Result<RedisPool, Box<dyn std::error::Error>> {
     let config = RedisConfig::from_url(url)?;
     let pool = RedisPool::new(
@@ -208,13 +253,14 @@ async fn connect_redis(url: &str) -> Result<RedisPool, Box<dyn std::error::Error
     Ok(pool)
 }
 
-/// Deletes expired sessions, remember-me tokens and login-index entries every hour. The
-/// stores refuse expired records on their own; this only keeps them from growing without
-/// bound.
+/// Deletes expired sessions, remember-me tokens, login-index entries and one-time tokens every
+/// hour. The stores refuse expired records on their own; this only keeps them from growing
+/// without bound.
 pub fn spawn_cleanup(
     sessions: SessionBackend,
     remember: Arc<dyn RememberStore>,
     logins: Arc<dyn LoginStore>,
+    tokens: Arc<dyn TokenStore>,
 ) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(CLEANUP_EVERY);
@@ -232,6 +278,11 @@ pub fn spawn_cleanup(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(n, "deleted expired login-index entries"),
                 Err(err) => tracing::warn!(%err, "deleting expired login-index entries failed"),
+            }
+            match tokens.delete_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(n, "deleted expired one-time tokens"),
+                Err(err) => tracing::warn!(%err, "deleting expired one-time tokens failed"),
             }
         }
     });

@@ -27,6 +27,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../templates/login.html")),
     ("register.html", include_str!("../templates/register.html")),
     ("reauth.html", include_str!("../templates/reauth.html")),
+    ("forgot.html", include_str!("../templates/forgot.html")),
+    ("reset.html", include_str!("../templates/reset.html")),
     (
         "dashboard.html",
         include_str!("../templates/dashboard.html"),

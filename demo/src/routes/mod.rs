@@ -5,3 +5,4 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod pages;
+pub mod password;
