@@ -32,6 +32,11 @@ const DEMO_ENV: &[&str] = &[
     "DEMO_REMEMBER_DAYS",
     "DEMO_REMEMBER_GRACE_SECS",
     "DEMO_THROTTLE_MAX_FAILURES",
+    "DEMO_THROTTLE_MAX_ADDRESS_FAILURES",
+    "DEMO_RESET_TOKEN_MINUTES",
+    "DEMO_MAIL_DIR",
+    "DEMO_SMTP_URL",
+    "DEMO_PUBLIC_URL",
     "DEMO_REDIS_PREFIX",
     "SESSION_STORE",
     "DEMO_SESSION_DIR",
@@ -196,6 +201,59 @@ impl Demo {
         client
     }
 
+    /// Where the demo writes its mail: `DEMO_MAIL_DIR` (relative to the demo's directory), by
+    /// default `mail/` in the demo's own temporary directory.
+    pub fn mail_dir(&self) -> PathBuf {
+        let dir = self.dir.as_ref().expect("the demo's directory").path();
+        match self.env.iter().find(|(name, _)| name == "DEMO_MAIL_DIR") {
+            Some((_, value)) => dir.join(value),
+            None => dir.join("mail"),
+        }
+    }
+
+    /// The mails written so far, each decoded from quoted-printable, oldest first. A file
+    /// still being written (no end of body yet) is not counted.
+    pub fn mails(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.mail_dir()) else {
+            return Vec::new();
+        };
+        let mut files: Vec<(std::time::SystemTime, String)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .filter_map(|e| {
+                let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+                let raw = std::fs::read_to_string(e.path()).ok()?;
+                let mail = decode_quoted_printable(&raw);
+                // The last line of every mail the demo sends.
+                mail.contains("your password stays as it is.")
+                    .then_some((modified, mail))
+            })
+            .collect();
+        files.sort_by_key(|(modified, _)| *modified);
+        files.into_iter().map(|(_, mail)| mail).collect()
+    }
+
+    /// Waits (up to 30 s: the mail goes out on a task of its own) until `count` mails are
+    /// written, and returns them, oldest first.
+    pub async fn wait_for_mails(&self, count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mails = self.mails();
+            if mails.len() >= count {
+                return mails;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} mails in {} after 30 s, expected {count}; the demo's log:
+{}",
+                mails.len(),
+                self.mail_dir().display(),
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs SQL against the demo's database (e.g. to disable an account).
     pub async fn sql(&self, statement: &str) {
         let url = format!("sqlite://{}", self.db_path.display());
@@ -224,6 +282,50 @@ impl Drop for Demo {
             }
         }
     }
+}
+
+/// Enough of RFC 2045 quoted-printable for the demo's ASCII mail: soft line breaks and `=XX`.
+pub fn decode_quoted_printable(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let mut out = String::new();
+    let mut rest = joined.as_str();
+    while let Some(at) = rest.find('=') {
+        out.push_str(&rest[..at]);
+        match rest
+            .get(at + 1..at + 3)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('=');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The password-reset link in a (decoded) mail: the whole URL, up to the end of its line.
+#[track_caller]
+pub fn reset_link(mail: &str) -> String {
+    mail.lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("http") && line.contains("/password/reset?token="))
+        .unwrap_or_else(|| panic!("no reset link in the mail:\n{mail}"))
+        .to_owned()
+}
+
+/// The token of a reset link.
+#[track_caller]
+pub fn link_token(link: &str) -> String {
+    let (_, token) = link
+        .split_once("?token=")
+        .unwrap_or_else(|| panic!("no token in {link}"));
+    token.to_owned()
 }
 
 /// A browser that was closed (no session cookie) but kept its remember-me cookie.
