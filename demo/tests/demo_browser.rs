@@ -2,6 +2,8 @@
 //! with "Remember me", lose the session cookie as a closed browser does, come back
 //! remembered, re-authenticate for the settings, log out, and check that the saved remember
 //! cookie is dead. Also saves a screenshot of the dashboard to `target/demo-dashboard.png`.
+//! And the password reset (#18): "Forgot password?", the link from the `.eml` file, a new
+//! password, a login with it.
 //!
 //! Needs `chromedriver` and `chromium` (Debian: `apt-get install chromium chromium-driver`),
 //! found on `PATH` or through `CHROMEDRIVER` / `CHROME_BIN`. Without them the test fails
@@ -10,14 +12,16 @@
 mod demo_support;
 
 use std::{
+    future::Future,
     io::Write,
     net::{TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use demo_support::{profile_dir, Demo, ALICE};
+use demo_support::{profile_dir, reset_link, Demo, ALICE};
 use fantoccini::{wd::Capabilities, Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -215,8 +219,98 @@ async fn remember_me_story(browser: Client, demo_url: String) {
     assert!(!page.contains("Hello, alice"));
 }
 
+/// "Forgot password?" on the login page, the link from the mail, a new password, a login.
+async fn password_reset_story(browser: Client, demo: Arc<Demo>) {
+    const NEW_PASSWORD: &str = "through-the-looking-glass";
+    let url = |path: &str| demo.url(path);
+
+    browser.goto(&url("/login")).await.expect("the login page");
+    browser
+        .find(Locator::LinkText("Forgot password?"))
+        .await
+        .expect("a Forgot password? link")
+        .click()
+        .await
+        .expect("clicking it");
+    wait_for_path(&browser, "/password/forgot").await;
+    fill(&browser, "input[name=username]", ALICE.0).await;
+    click(
+        &browser,
+        r#"form[action="/password/forgot"] button[type=submit]"#,
+    )
+    .await;
+    wait_for_path(&browser, "/login").await;
+    let page = source(&browser).await;
+    assert!(
+        page.contains("If that account exists, we sent it a reset link."),
+        "{page}"
+    );
+
+    // The mail, as a mail program would show it; its link opened in the browser.
+    let link = reset_link(&demo.wait_for_mails(1).await[0]);
+    browser.goto(&link).await.expect("the reset link");
+    wait_for_path(&browser, "/password/reset").await;
+    fill(&browser, "input[name=new_password]", NEW_PASSWORD).await;
+    click(
+        &browser,
+        r#"form[action="/password/reset"] button[type=submit]"#,
+    )
+    .await;
+    wait_for_path(&browser, "/login").await;
+    let page = source(&browser).await;
+    assert!(
+        page.contains("Your password was changed. Please log in."),
+        "{page}"
+    );
+
+    // The new password logs in.
+    fill(&browser, "input[name=username]", ALICE.0).await;
+    fill(&browser, "input[name=password]", NEW_PASSWORD).await;
+    click(&browser, r#"form[action="/login"] button[type=submit]"#).await;
+    wait_for_path(&browser, "/").await;
+    let page = source(&browser).await;
+    assert!(page.contains("Signed in as alice"), "{page}");
+
+    // The link was used up: opening it again and submitting is refused.
+    browser.goto(&link).await.expect("the reset link again");
+    wait_for_path(&browser, "/password/reset").await;
+    fill(&browser, "input[name=new_password]", "another-new-password").await;
+    click(
+        &browser,
+        r#"form[action="/password/reset"] button[type=submit]"#,
+    )
+    .await;
+    let deadline = Instant::now() + PAGE_TIMEOUT;
+    loop {
+        let page = source(&browser).await;
+        if page.contains("This link is invalid or has expired.") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn remember_me_in_a_real_browser() {
+    in_a_real_browser("remember_me_in_a_real_browser", |browser, demo| {
+        remember_me_story(browser, demo.base.clone())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn password_reset_in_a_real_browser() {
+    in_a_real_browser("password_reset_in_a_real_browser", password_reset_story).await;
+}
+
+/// Runs `story` in headless Chromium against a fresh demo; skipped (loudly) without
+/// chromedriver and Chromium, a failure under `CI=true`.
+async fn in_a_real_browser<F, Fut>(name: &str, story: F)
+where
+    F: FnOnce(Client, Arc<Demo>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let driver_path = find_executable("CHROMEDRIVER", &["chromedriver"]);
     let chrome_path = find_executable(
         "CHROME_BIN",
@@ -230,14 +324,11 @@ async fn remember_me_in_a_real_browser() {
             panic!("{message}");
         }
         // Straight to stderr: `eprintln!` would be captured, and hidden, by the test harness.
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED: remember_me_in_a_real_browser: {message} ***\n"
-        );
+        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {name}: {message} ***\n");
         return;
     };
 
-    let demo = Demo::start();
+    let demo = Arc::new(Demo::start());
     let driver = ChromeDriver::start(&driver_path);
     let profile = tempfile::tempdir().expect("a browser profile directory");
     let mut capabilities = Capabilities::new();
@@ -268,7 +359,7 @@ async fn remember_me_in_a_real_browser() {
 
     // On its own task, so that a failed assertion still lets us close the browser (a
     // chromedriver killed with its session open can leave Chromium running).
-    let story = tokio::spawn(remember_me_story(browser.clone(), demo.base.clone())).await;
+    let story = tokio::spawn(story(browser.clone(), demo.clone())).await;
     let _ = browser.close().await;
     drop(driver);
     if let Err(err) = story {
