@@ -24,7 +24,7 @@ use crate::Result;
 ///
 /// The library keeps the pending state, the throttle and the session; the factor only says
 /// whether `code` proves `user`. A TOTP factor checks the code against the user's secret
-/// ([`Totp::check`]) and remembers the time step it accepted; a recovery-code factor finds and
+/// (`Totp::check`, feature `totp`) and remembers the time step it accepted; a recovery-code factor finds and
 /// deletes the code's hash ([`RecoveryCodes::position`]); a WebAuthn factor (for example with
 /// `webauthn-rs`) would take the browser's assertion as `code` and check it against the
 /// challenge it stored.
