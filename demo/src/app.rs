@@ -19,7 +19,7 @@ use login_manager_sessions::SessionLayer;
 use crate::{
     config::Config,
     db::{Db, Users},
-    routes::{account, admin, api, auth, pages, password},
+    routes::{account, admin, api, auth, pages, password, two_factor},
     stores::{self, Stores},
     web::{self, Flash, PendingFlash},
 };
@@ -145,6 +145,10 @@ pub fn build(
         .route("/", get(pages::home))
         .route("/static/style.css", get(pages::stylesheet))
         .route("/login", get(auth::login_form).post(auth::login))
+        .route(
+            "/login/2fa",
+            get(auth::second_step_form).post(auth::second_step),
+        )
         .route("/admin/login", get(auth::admin_login_form))
         .route("/logout", post(auth::logout))
         .route("/register", get(auth::register_form).post(auth::register))
@@ -160,6 +164,10 @@ pub fn build(
         .route("/dashboard", get(account::dashboard))
         .route("/settings", get(account::settings))
         .route("/settings/password", post(account::change_password))
+        .route(
+            "/settings/2fa",
+            get(two_factor::settings).post(two_factor::enrol),
+        )
         .route("/devices", get(account::devices))
         .route(
             "/devices/revoke-others",

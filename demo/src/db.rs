@@ -7,7 +7,9 @@ use std::{collections::HashSet, str::FromStr, time::Duration as StdDuration};
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use http::{header, request::Parts};
-use login_manager::{AuthUser, PasswordHasher, PasswordUserLoader, UserLoader};
+use login_manager::{
+    AuthUser, PasswordHasher, PasswordUserLoader, RecoveryCodes, SecondFactor, Totp, UserLoader,
+};
 use rand::{rngs::OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use sqlx::{
@@ -222,6 +224,7 @@ pub async fn all_users(db: &Db) -> Result<Vec<(User, String)>, sqlx::Error> {
     let rows: Vec<Row> = on_db!(db, pool => {
         sqlx::query_as(
             "SELECT u.id, u.username, u.password_hash, u.disabled, u.created_at,
+                    u.totp_secret, u.totp_last_step,
                     COALESCE(string_agg(p.permission, ', '), '') AS permissions
              FROM users u LEFT JOIN user_permissions p ON p.user_id = u.id
              GROUP BY u.id ORDER BY u.id",
@@ -244,6 +247,11 @@ pub struct User {
     pub password_hash: String,
     pub disabled: bool,
     pub created_at: i64,
+    /// The TOTP secret (base32) once enrolment was confirmed: `Some` means the second factor
+    /// is on.
+    pub totp_secret: Option<String>,
+    /// The last time step a TOTP code was accepted for (enrolment included).
+    pub totp_last_step: Option<i64>,
 }
 
 impl AuthUser for User {
@@ -264,7 +272,8 @@ impl AuthUser for User {
     }
 }
 
-const USER_COLUMNS: &str = "id, username, password_hash, disabled, created_at";
+const USER_COLUMNS: &str =
+    "id, username, password_hash, disabled, created_at, totp_secret, totp_last_step";
 
 /// The user loader: every login-manager look-up goes through here.
 #[derive(Clone)]
@@ -340,9 +349,166 @@ impl PasswordUserLoader for Users {
         Some(&user.username)
     }
 
+    /// A right password is not enough once TOTP is on: `POST /login` sends the browser to
+    /// `/login/2fa`.
+    fn second_factor_required(&self, user: &User) -> bool {
+        user.totp_secret.is_some()
+    }
+
     async fn save_password_hash(&self, user: &User, new_hash: &str) -> Result<(), sqlx::Error> {
         set_password_hash(&self.db, user.id, new_hash).await
     }
+}
+
+/// The issuer authenticator apps show next to the account name.
+pub const TOTP_ISSUER: &str = "login-manager demo";
+
+/// How many recovery codes an enrolment gives.
+pub const RECOVERY_CODE_COUNT: usize = 10;
+
+pub fn totp() -> Totp {
+    Totp::new(TOTP_ISSUER)
+}
+
+/// Turns TOTP on for `user_id` with `secret`, whose code for time step `step` the user just
+/// typed (stored as used: that code cannot log in), and replaces the recovery codes with
+/// `recovery_hashes`. `false` when TOTP was already on (another tab enrolled first): nothing
+/// changed.
+pub async fn enable_totp(
+    db: &Db,
+    user_id: i64,
+    secret: &str,
+    step: u64,
+    recovery_hashes: &[String],
+) -> Result<bool, sqlx::Error> {
+    let step = step_to_db(step);
+    on_db!(db, pool => {
+        let mut tx = pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE users SET totp_secret = $1, totp_last_step = $2 \
+             WHERE id = $3 AND totp_secret IS NULL",
+        )
+        .bind(secret)
+        .bind(step)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for hash in recovery_hashes {
+            sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+                .bind(user_id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    })
+}
+
+/// How many unused recovery codes `user_id` has left.
+pub async fn recovery_codes_left(db: &Db, user_id: i64) -> Result<i64, sqlx::Error> {
+    on_db!(db, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(pool)
+            .await
+    })
+}
+
+/// Time steps are `unix time / 30`: far from `i64::MAX`.
+fn step_to_db(step: u64) -> i64 {
+    i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+/// The demo's second factor (`/login/2fa`): a current TOTP code, or one of the user's unused
+/// recovery codes. Each is good once, also against a concurrent request with the same code:
+/// the accepted time step is stored with `... WHERE totp_last_step < $step`, and a recovery
+/// code is used up by deleting its row — whoever changed the row won.
+pub struct TotpOrRecovery {
+    db: Db,
+}
+
+impl TotpOrRecovery {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    async fn accept_totp(
+        &self,
+        user: &User,
+        secret: &str,
+        code: &str,
+    ) -> login_manager::Result<bool> {
+        let last_used = user.totp_last_step.and_then(|s| u64::try_from(s).ok());
+        let Some(step) = totp().check(secret, code, last_used)? else {
+            return Ok(false);
+        };
+        let step = step_to_db(step);
+        let updated = on_db!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_secret = $3 \
+                 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+            )
+            .bind(step)
+            .bind(user.id)
+            .bind(secret)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })
+        .map_err(storage_error)?;
+        Ok(updated == 1)
+    }
+
+    async fn accept_recovery_code(&self, user: &User, code: &str) -> login_manager::Result<bool> {
+        let hashes: Vec<String> = on_db!(&self.db, pool => {
+            sqlx::query_scalar("SELECT code_hash FROM recovery_codes WHERE user_id = $1")
+                .bind(user.id)
+                .fetch_all(pool)
+                .await
+        })
+        .map_err(storage_error)?;
+        let Some(at) = RecoveryCodes::position(code, &hashes) else {
+            return Ok(false);
+        };
+        let deleted = on_db!(&self.db, pool => {
+            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1 AND code_hash = $2")
+                .bind(user.id)
+                .bind(&hashes[at])
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })
+        .map_err(storage_error)?;
+        Ok(deleted == 1)
+    }
+}
+
+impl SecondFactor<User> for TotpOrRecovery {
+    async fn verify(&self, user: &User, code: &str) -> login_manager::Result<bool> {
+        let Some(secret) = &user.totp_secret else {
+            return Ok(false);
+        };
+        // Six digits are a TOTP code; anything else may be a recovery code (`xxxxx-xxxxx`).
+        let digits = code.trim();
+        if digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            return self.accept_totp(user, secret, digits).await;
+        }
+        self.accept_recovery_code(user, code).await
+    }
+}
+
+/// A database failure inside the second factor: the library answers 503.
+fn storage_error(err: sqlx::Error) -> login_manager::Error {
+    login_manager::Error::Store(Box::new(err))
 }
 
 /// The token of an `Authorization: Bearer` header, when it has the shape of ours (43

@@ -34,6 +34,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/dashboard.html"),
     ),
     ("settings.html", include_str!("../templates/settings.html")),
+    (
+        "two_factor.html",
+        include_str!("../templates/two_factor.html"),
+    ),
+    (
+        "login_2fa.html",
+        include_str!("../templates/login_2fa.html"),
+    ),
     ("devices.html", include_str!("../templates/devices.html")),
     ("admin.html", include_str!("../templates/admin.html")),
     ("error.html", include_str!("../templates/error.html")),

@@ -119,8 +119,8 @@ pub async fn login(
         }
         LoginOutcome::InvalidCredentials => Refusal::wrong(INVALID_CREDENTIALS),
         LoginOutcome::Throttled { retry_after } => Refusal::throttled(retry_after),
-        // DEMO.md's second step (`/login/2fa`, `next` kept). The demo's loader turns second
-        // factors on only once its TOTP enrolment exists (#18), so this is not reached yet.
+        // TOTP is on for the account (#18): nobody is logged in yet; the second step
+        // (`/login/2fa`) gets `next`.
         LoginOutcome::SecondFactorRequired => {
             let next = next_field(form.next.as_deref())
                 .and_then(safe_next)
@@ -136,6 +136,71 @@ pub async fn login(
     let response = render_login(&auth, refusal.status, view).await?;
     Ok(refusal.apply(response))
 }
+
+/// The second step's form field `code` (a TOTP code or a recovery code) and `next`.
+#[derive(Deserialize)]
+pub struct SecondStepForm {
+    #[serde(default)]
+    code: String,
+    next: Option<String>,
+}
+
+async fn render_second_step(
+    auth: &Auth,
+    status: StatusCode,
+    next: Option<&str>,
+    error: Option<String>,
+) -> Result<Response, AppError> {
+    page_with_status(auth, status, "login_2fa.html", context! { next, error }).await
+}
+
+/// `GET /login/2fa`: the code form, for a browser that gave the right password of an account
+/// with TOTP on (within the last 5 minutes); anyone else is sent to `/login`, `next` kept.
+pub async fn second_step_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Response, AppError> {
+    let next = query_param(query.as_deref(), "next");
+    if !auth.second_factor_pending().await? {
+        return Ok(to_login(next.as_deref()));
+    }
+    render_second_step(&auth, StatusCode::OK, next.as_deref(), None).await
+}
+
+/// `POST /login/2fa`: the library's second step (`complete_second_factor`) with the demo's
+/// factor, a TOTP code or an unused recovery code. Success logs in (new session id, the
+/// remember-me choice of the first step) and `303`s to `next`; a wrong code is `401`, and
+/// counts in the account's throttle like a wrong password (`429` past the limit).
+pub async fn second_step(
+    State(app): State<AppState>,
+    mut auth: Auth,
+    HtmlForm(form): HtmlForm<SecondStepForm>,
+) -> Result<Response, AppError> {
+    let next = next_field(form.next.as_deref());
+    if !auth.second_factor_pending().await? {
+        return Ok(to_login(next));
+    }
+    let factor = db::TotpOrRecovery::new(app.db().clone());
+    let refusal = match auth.complete_second_factor(&factor, &form.code).await? {
+        LoginOutcome::LoggedIn => {
+            if let Some(user) = auth.user() {
+                tracing::info!(user_id = user.id(), "logged in with a second factor");
+            }
+            let target = next
+                .and_then(safe_next)
+                .unwrap_or_else(|| auth.next_or("/"));
+            return Ok(Redirect::to(&target).into_response());
+        }
+        // (`complete_second_factor` never asks for another factor.)
+        LoginOutcome::InvalidCredentials | LoginOutcome::SecondFactorRequired => {
+            Refusal::wrong(INVALID_CODE)
+        }
+        LoginOutcome::Throttled { retry_after } => Refusal::throttled(retry_after),
+    };
+    let message = Some(refusal.message.clone());
+    let response = render_second_step(&auth, refusal.status, next, message).await?;
+    Ok(refusal.apply(response))
+}
+
+/// The second step's one failure message: a wrong, used or expired code alike.
+const INVALID_CODE: &str = "Invalid code.";
 
 /// A refused password: `401` with a message, or `429` with `Retry-After` when throttled.
 pub struct Refusal {

@@ -6,3 +6,4 @@ pub mod api;
 pub mod auth;
 pub mod pages;
 pub mod password;
+pub mod two_factor;

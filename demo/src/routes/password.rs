@@ -244,6 +244,8 @@ mod tests {
             password_hash: String::new(),
             disabled: false,
             created_at: 0,
+            totp_secret: None,
+            totp_last_step: None,
         }
     }
 
