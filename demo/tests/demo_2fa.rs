@@ -91,6 +91,9 @@ async fn enrol(client: &mut Client) -> (String, Vec<String>) {
         .post_form("/settings/2fa", &[("code", &code_at(&secret, 0))])
         .await;
     done.assert_status(200);
+    // The secret and the codes stay out of caches.
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(done.header("cache-control"), Some("no-store"));
     let codes: Vec<String> = element_text(&done.body, "recovery-codes")
         .lines()
         .map(str::trim)
