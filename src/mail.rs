@@ -2,7 +2,7 @@
 //! production, one `.eml` file per message in development, as Django's file-based mail
 //! backend) and the messages the library defines ([`password_reset_mail`]).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use lettre::{
     message::{header::ContentType, Mailbox},
@@ -55,8 +55,8 @@ impl Outbox {
         })
     }
 
-    /// Mail written as one `<uuid>.eml` file per message into `dir` (which must exist), for
-    /// development and tests: open the file, follow the link.
+    /// Mail written as one `<uuid>.eml` file per message into `dir` (created when missing),
+    /// for development and tests: open the file, follow the link.
     pub fn files(dir: impl Into<PathBuf>) -> Self {
         let dir = dir.into();
         Self {
@@ -68,14 +68,18 @@ impl Outbox {
     pub async fn send(&self, message: Message) -> Result<()> {
         let sent = match &self.transport {
             Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(Box::from),
-            Transport::Files(files, _) => files.send(message).await.map(drop).map_err(Box::from),
+            Transport::Files(files, dir) => match tokio::fs::create_dir_all(dir).await {
+                Ok(()) => files.send(message).await.map(drop).map_err(Box::from),
+                Err(err) => Err(Box::from(err)),
+            },
         };
         sent.map_err(Error::Mail)
     }
 }
 
-/// The password-reset message: `to` gets `link` (the app's reset page with the token from
-/// [`OneTimeTokens::issue`](crate::OneTimeTokens::issue)), valid for `minutes`. Plain text:
+/// The password-reset message: `to` (a mailbox, `alice@example.com` or
+/// `Alice <alice@example.com>`) gets `link` (the app's reset page with the token from
+/// [`OneTimeTokens::issue`](crate::OneTimeTokens::issue)), valid for `valid_for`. Plain text:
 /// nothing in it is rendered, so nothing in it can be injected. A link longer than a mail
 /// line (76 characters) makes the body quoted-printable: mail programs decode it; a test
 /// reading the `.eml` must too (`=` at a line end joins lines, `=3D` is `=`).
@@ -86,11 +90,16 @@ impl Outbox {
 ///     "Example <no-reply@example.com>",
 ///     "alice@example.com",
 ///     "https://example.com/password/reset?token=...",
-///     30,
+///     std::time::Duration::from_secs(30 * 60),
 /// )?;
 /// # Ok(()) }
 /// ```
-pub fn password_reset_mail(from: &str, to: &str, link: &str, minutes: u64) -> Result<Message> {
+pub fn password_reset_mail(
+    from: &str,
+    to: &str,
+    link: &str,
+    valid_for: Duration,
+) -> Result<Message> {
     let mailbox = |address: &str| {
         address
             .parse::<Mailbox>()
@@ -98,16 +107,30 @@ pub fn password_reset_mail(from: &str, to: &str, link: &str, minutes: u64) -> Re
     };
     let body = format!(
         "Someone asked to reset the password of your account.\n\n\
-         To choose a new password, open this link within {minutes} minutes:\n\n\
+         To choose a new password, open this link within {}:\n\n\
          {link}\n\n\
          The link works once. If you did not ask for it, ignore this mail:\n\
-         your password stays as it is.\n"
+         your password stays as it is.\n",
+        spelled_out(valid_for)
     );
     Message::builder()
         .from(mailbox(from)?)
         .to(mailbox(to)?)
         .subject("Reset your password")
+        .message_id(None)
         .header(ContentType::TEXT_PLAIN)
         .body(body)
         .map_err(|e| Error::Config(format!("the reset mail could not be built: {e}")))
+}
+
+/// `30 minutes`, `1 minute`, `45 seconds`, `2 hours`: how long a link is valid, in words.
+fn spelled_out(duration: Duration) -> String {
+    let secs = duration.as_secs().max(1);
+    let (count, unit) = match secs {
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural}")
 }

@@ -2,6 +2,8 @@
 //! app's choice of transport.
 #![cfg(feature = "mail")]
 
+use std::time::Duration;
+
 use login_manager::{password_reset_mail, Error, Outbox};
 
 /// A real link is longer than a mail line: the body becomes quoted-printable.
@@ -12,8 +14,13 @@ const LINK: &str = "http://127.0.0.1:3000/password/reset?token=\
 async fn a_reset_mail_lands_as_one_eml_file_with_the_link() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::files(dir.path());
-    let mail =
-        password_reset_mail("Demo <no-reply@example.com>", "alice@example.com", LINK, 30).unwrap();
+    let mail = password_reset_mail(
+        "Demo <no-reply@example.com>",
+        "alice@example.com",
+        LINK,
+        Duration::from_secs(30 * 60),
+    )
+    .unwrap();
     outbox.send(mail).await.unwrap();
 
     let files: Vec<_> = std::fs::read_dir(dir.path())
@@ -30,10 +37,40 @@ async fn a_reset_mail_lands_as_one_eml_file_with_the_link() {
     let eml = decode_quoted_printable(&raw);
     assert!(eml.contains("To: alice@example.com"), "{eml}");
     assert!(eml.contains("Subject: Reset your password"), "{eml}");
-    assert!(eml.contains("30 minutes"), "{eml}");
+    assert!(eml.contains("within 30 minutes"), "{eml}");
+    assert!(eml.contains("Message-ID: <"), "{eml}");
     assert!(
         eml.contains(LINK),
         "the link is in the mail verbatim: {eml}"
+    );
+}
+
+#[tokio::test]
+async fn the_mail_spells_out_how_long_the_link_lives_and_the_outbox_makes_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::files(dir.path().join("new").join("mail"));
+    for (valid_for, words) in [
+        (60, "within 1 minute:"),
+        (45, "within 45 seconds:"),
+        (7200, "within 2 hours:"),
+        (90, "within 90 seconds:"),
+    ] {
+        let mail = password_reset_mail(
+            "a@example.com",
+            "b@example.com",
+            "/r",
+            Duration::from_secs(valid_for),
+        )
+        .unwrap();
+        let text = String::from_utf8(mail.formatted()).unwrap();
+        assert!(text.contains(words), "{valid_for}: {text}");
+        outbox.send(mail).await.unwrap();
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("new").join("mail"))
+            .unwrap()
+            .count(),
+        4
     );
 }
 
@@ -44,7 +81,7 @@ async fn bad_addresses_and_urls_are_configuration_errors() {
         ("", "alice@example.com"),
         ("a@example.com", "alice@example.com\r\nBcc: eve@example.com"),
     ] {
-        let err = password_reset_mail(from, to, LINK, 30).unwrap_err();
+        let err = password_reset_mail(from, to, LINK, Duration::from_secs(60)).unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{from:?} {to:?}: {err}");
     }
     let err = Outbox::smtp("http://not-smtp").unwrap_err();
@@ -57,8 +94,18 @@ async fn bad_addresses_and_urls_are_configuration_errors() {
 
 #[tokio::test]
 async fn an_unreachable_transport_is_a_503_not_a_panic() {
-    let mail = || password_reset_mail("a@example.com", "b@example.com", LINK, 30).unwrap();
-    let missing = Outbox::files("/nonexistent/login-manager-mail");
+    let mail = || {
+        password_reset_mail(
+            "a@example.com",
+            "b@example.com",
+            LINK,
+            Duration::from_secs(90),
+        )
+        .unwrap()
+    };
+    // A directory that cannot be created (under a file).
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let missing = Outbox::files(file.path().join("mail"));
     let err = missing.send(mail()).await.unwrap_err();
     assert!(matches!(err, Error::Mail(_)), "{err}");
     assert_eq!(err.status(), 503);

@@ -245,7 +245,7 @@ async fn failed_tokens_are_throttled_per_token_and_per_address() {
 }
 
 #[tokio::test]
-async fn forgot_password_for_an_unknown_account_does_the_same_store_work_and_stores_nothing() {
+async fn forgot_password_for_an_unknown_account_does_the_same_store_write_and_stores_nothing_usable() {
     let store = Counting::default();
     let tokens = OneTimeTokens::new(store.clone());
     let users = Users::new();
@@ -266,9 +266,10 @@ async fn forgot_password_for_an_unknown_account_does_the_same_store_work_and_sto
     assert_eq!(
         store.calls.load(Ordering::SeqCst),
         calls + 1,
-        "one round trip too"
+        "one write too"
     );
-    assert_eq!(store.inner.delete_expired().await.unwrap(), 0);
+    // The decoy is born expired and for no user: nothing can find it, cleanup drops it.
+    assert_eq!(store.inner.delete_expired().await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -283,4 +284,74 @@ async fn a_store_failure_is_an_error_never_a_valid_token() {
     assert!(tokens.issue(&alice, RESET, HOUR).await.is_err());
     store.failing.store(false, Ordering::SeqCst);
     assert!(valid_user(tokens.consume(&users, &token, RESET, None).await.unwrap()).is_some());
+}
+
+#[tokio::test]
+async fn peek_judges_a_token_without_using_it_up() {
+    let tokens = OneTimeTokens::new(MemoryTokenStore::new());
+    let users = Users::new();
+    let alice = users.by_name("alice").unwrap();
+    let token = tokens.issue(&alice, RESET, HOUR).await.unwrap();
+    for _ in 0..3 {
+        let seen = tokens.peek(&users, &token, RESET, None).await.unwrap();
+        assert_eq!(valid_user(seen).as_deref(), Some("alice"));
+    }
+    assert!(matches!(
+        tokens
+            .peek(&users, &token, "magic-link", None)
+            .await
+            .unwrap(),
+        TokenOutcome::Invalid
+    ));
+    assert!(valid_user(tokens.consume(&users, &token, RESET, None).await.unwrap()).is_some());
+    assert!(matches!(
+        tokens.peek(&users, &token, RESET, None).await.unwrap(),
+        TokenOutcome::Invalid
+    ));
+}
+
+/// Found by the demo's tests: token failures were counted under the login throttle's account
+/// keys, so a user named `token:malformed` was locked out by garbage links.
+#[tokio::test]
+async fn token_failures_never_lock_an_account_of_the_same_name() {
+    let throttle = LoginThrottle::new(MemoryThrottleStore::new())
+        .max_failures(3)
+        .max_failures_per_address(1000);
+    let tokens = OneTimeTokens::new(MemoryTokenStore::new()).throttle(throttle.clone());
+    let users = Users::new();
+    let alice = users.by_name("alice").unwrap();
+    let token = tokens.issue(&alice, RESET, HOUR).await.unwrap();
+    let (selector, _) = token.split_once('.').unwrap();
+    let guess = format!("{selector}.{}", "A".repeat(43));
+    for i in 0..5u8 {
+        let addr: IpAddr = format!("203.0.113.{i}").parse().unwrap();
+        tokens
+            .consume(&users, "garbage", RESET, Some(addr))
+            .await
+            .unwrap();
+        tokens
+            .consume(&users, &guess, RESET, Some(addr))
+            .await
+            .unwrap();
+    }
+    for name in [
+        "token:malformed".to_owned(),
+        format!("token:{selector}"),
+        format!("otk:{selector}"),
+    ] {
+        assert!(
+            throttle.check(&name, None).await.is_ok(),
+            "{name} is locked"
+        );
+    }
+    // Malformed tokens count for their address only: a well-formed token elsewhere is fine.
+    let fresh = tokens.issue(&alice, RESET, HOUR).await.unwrap();
+    let elsewhere: IpAddr = "203.0.113.200".parse().unwrap();
+    assert!(valid_user(
+        tokens
+            .consume(&users, &fresh, RESET, Some(elsewhere))
+            .await
+            .unwrap()
+    )
+    .is_some());
 }

@@ -53,7 +53,16 @@ impl Limits {
     /// Refuses the attempt when the account (a key from [`account_key`]) or the address is
     /// locked.
     pub(super) async fn check_account(&self, account: &str, addr: Option<IpAddr>) -> Result<()> {
-        let mut retry_after = self.lock_left(account, self.max_failures).await?;
+        self.check_keys(Some(account), addr).await
+    }
+
+    /// Refuses while `key` (an account's or a one-time token's, when there is one) or the
+    /// address is locked.
+    pub(super) async fn check_keys(&self, key: Option<&str>, addr: Option<IpAddr>) -> Result<()> {
+        let mut retry_after = match key {
+            Some(key) => self.lock_left(key, self.max_failures).await?,
+            None => None,
+        };
         if let Some(addr) = addr {
             let address = self
                 .lock_left(&address_key(addr), self.address_limit())
@@ -69,8 +78,19 @@ impl Limits {
         account: &str,
         addr: Option<IpAddr>,
     ) -> Result<()> {
-        self.count_failure(account, self.max_failures, "account")
-            .await?;
+        self.record_failure_of(Some((account, "account")), addr)
+            .await
+    }
+
+    /// Counts a failure for `key` (named `what` in the lock warning), if any, and the address.
+    pub(super) async fn record_failure_of(
+        &self,
+        key: Option<(&str, &'static str)>,
+        addr: Option<IpAddr>,
+    ) -> Result<()> {
+        if let Some((key, what)) = key {
+            self.count_failure(key, self.max_failures, what).await?;
+        }
         if let Some(addr) = addr {
             self.count_failure(&address_key(addr), self.address_limit(), "address")
                 .await?;
@@ -132,6 +152,12 @@ pub(super) fn account_key(username: &str) -> String {
     } else {
         format!("acct-sha256:{}", hex_sha256(&[folded.as_bytes()]))
     }
+}
+
+/// The store key of a one-time token, by its selector: a namespace of its own, so that no
+/// username can share a counter with a token.
+pub(super) fn token_key(selector: &str) -> String {
+    format!("otk:{selector}")
 }
 
 /// Lower-case hex of the SHA-256 of `parts`, concatenated.

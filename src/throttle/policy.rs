@@ -10,7 +10,7 @@ use http::request::Parts;
 
 use super::device::{self, LoginAttempt};
 use super::limits::{
-    account_key, Limits, DEFAULT_MAX_FAILURES, DEFAULT_STORE_TIMEOUT, DEFAULT_WINDOW,
+    account_key, token_key, Limits, DEFAULT_MAX_FAILURES, DEFAULT_STORE_TIMEOUT, DEFAULT_WINDOW,
 };
 use super::ThrottleStore;
 use crate::client::PeerInfo;
@@ -389,6 +389,29 @@ impl LoginThrottle {
     /// The store's error or [`Error::Timeout`](crate::Error::Timeout) when the counter could not be reset.
     pub async fn record_success(&self, username: &str) -> Result<()> {
         self.inner.reset(&account_key(username)).await
+    }
+
+    /// One-time tokens ([`OneTimeTokens`](crate::OneTimeTokens)): refuses while the token
+    /// (by its selector; `None` for a token that does not even parse) or the address is
+    /// locked. Token keys have a namespace of their own (`otk:`), apart from accounts.
+    pub(crate) async fn check_token(
+        &self,
+        selector: Option<&str>,
+        addr: Option<IpAddr>,
+    ) -> Result<()> {
+        let key = selector.map(token_key);
+        self.inner.check_keys(key.as_deref(), addr).await
+    }
+
+    /// Counts a failed one-time token for the token (when it parsed) and the address.
+    pub(crate) async fn record_token_failure(
+        &self,
+        selector: Option<&str>,
+        addr: Option<IpAddr>,
+    ) -> Result<()> {
+        let key = selector.map(token_key);
+        let key = key.as_deref().map(|k| (k, "one-time token"));
+        self.inner.record_failure_of(key, addr).await
     }
 
     /// Lets a login attempt through, or refuses it with [`Error::Throttled`](crate::Error::Throttled).

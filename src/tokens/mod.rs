@@ -22,8 +22,6 @@ use crate::{
 
 /// Default bound of each store and loader call.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The throttle key of tokens that do not even parse.
-const MALFORMED: &str = "token:malformed";
 
 /// One-time tokens for password reset, email verification and magic-link login: random,
 /// stored hashed, single-use under concurrency, expiring, bound to the user's
@@ -104,8 +102,10 @@ impl OneTimeTokens {
     }
 
     /// Counts failed consumptions per token and per client address with `throttle` (its
-    /// limits and window apply; keys are `token:<selector>`), refusing with
-    /// [`TokenOutcome::Throttled`] past them. Use a throttle of its own or the login one.
+    /// limits and window apply; token keys have a namespace of their own, apart from
+    /// accounts; a token that does not even parse counts for the address only), refusing
+    /// with [`TokenOutcome::Throttled`] past them. Use a throttle of its own or the login one
+    /// (then bad links and failed logins from one address spend one budget).
     pub fn throttle(mut self, throttle: LoginThrottle) -> Self {
         self.throttle = Some(throttle);
         self
@@ -147,9 +147,10 @@ impl OneTimeTokens {
 
     /// [`issue`](Self::issue) for a user that may not exist ("forgot password" for whatever
     /// name was typed): `None` for an unknown account, after the same work as for a real one
-    /// — a token minted and hashed, and one store round trip (a look-up instead of the write),
-    /// so that the answer's timing does not tell which accounts exist. Send the mail off the
-    /// request path (`tokio::spawn`), or its time would tell instead.
+    /// — a token minted, hashed and written to the store, already expired and for no user
+    /// (nothing can ever use it; stores drop it like any expired token) — so that the
+    /// answer's timing does not tell which accounts exist. Send the mail off the request path
+    /// (`tokio::spawn`), or its time would tell instead.
     pub async fn issue_if_known<U: AuthUser>(
         &self,
         user: Option<&U>,
@@ -160,12 +161,17 @@ impl OneTimeTokens {
             Some(user) => self.issue(user, purpose, ttl).await.map(Some),
             None => {
                 let decoy = mint();
-                timed(
-                    self.timeout,
-                    "token store",
-                    self.store.find(&decoy.selector),
-                )
-                .await?;
+                let now = OffsetDateTime::now_utc();
+                let token = StoredToken {
+                    selector: decoy.selector,
+                    validator_hash: decoy.validator_hash,
+                    purpose: purpose.to_owned(),
+                    user_id: "null".to_owned(),
+                    auth_hash: String::new(),
+                    created_at: now,
+                    expires_at: now,
+                };
+                timed(self.timeout, "token store", self.store.create(token)).await?;
                 Ok(None)
             }
         }
@@ -174,6 +180,9 @@ impl OneTimeTokens {
     /// Uses up `token` if it is a live token of `purpose` whose user (loaded with `loader`)
     /// is active and still has the auth hash it was issued under. `client` is the request's
     /// address for the throttle ([`LoginThrottle::client_addr`]).
+    ///
+    /// Validate the rest of the form first (a new password's length, say): a used token is
+    /// gone, whatever the handler does next.
     ///
     /// Store and loader failures are errors (503); everything about the token itself is a
     /// [`TokenOutcome`].
@@ -184,36 +193,61 @@ impl OneTimeTokens {
         purpose: &str,
         client: Option<IpAddr>,
     ) -> Result<TokenOutcome<L::User>> {
-        let key = parse_token(token).map(|t| (format!("token:{}", t.selector), t));
-        let throttle_key = key.as_ref().map_or(MALFORMED, |(k, _)| k.as_str());
+        self.judge(loader, token, purpose, client, true).await
+    }
+
+    /// What [`consume`](Self::consume) would answer, without using the token up: for the
+    /// page a link opens (show the form, or "this link is invalid or has expired" at once).
+    /// Counted and throttled like `consume`.
+    pub async fn peek<L: UserLoader>(
+        &self,
+        loader: &L,
+        token: &str,
+        purpose: &str,
+        client: Option<IpAddr>,
+    ) -> Result<TokenOutcome<L::User>> {
+        self.judge(loader, token, purpose, client, false).await
+    }
+
+    async fn judge<L: UserLoader>(
+        &self,
+        loader: &L,
+        token: &str,
+        purpose: &str,
+        client: Option<IpAddr>,
+        use_up: bool,
+    ) -> Result<TokenOutcome<L::User>> {
+        let presented = parse_token(token);
+        let selector = presented.as_ref().map(|t| t.selector.as_str());
         if let Some(throttle) = &self.throttle {
-            match throttle.check(throttle_key, client).await {
+            match throttle.check_token(selector, client).await {
                 Err(Error::Throttled { retry_after }) => {
                     return Ok(TokenOutcome::Throttled { retry_after })
                 }
                 other => other?,
             }
         }
-        let user = match &key {
-            Some((_, presented)) => self.use_up(loader, presented, purpose).await?,
+        let user = match &presented {
+            Some(presented) => self.valid_user(loader, presented, purpose, use_up).await?,
             None => None,
         };
         match user {
             Some(user) => Ok(TokenOutcome::Valid(user)),
             None => {
                 if let Some(throttle) = &self.throttle {
-                    throttle.record_failure(throttle_key, client).await?;
+                    throttle.record_token_failure(selector, client).await?;
                 }
                 Ok(TokenOutcome::Invalid)
             }
         }
     }
 
-    async fn use_up<L: UserLoader>(
+    async fn valid_user<L: UserLoader>(
         &self,
         loader: &L,
         presented: &crate::remember::token::ParsedToken,
         purpose: &str,
+        use_up: bool,
     ) -> Result<Option<L::User>> {
         let limit = self.timeout;
         let found = timed(limit, "token store", self.store.find(&presented.selector)).await?;
@@ -225,9 +259,11 @@ impl OneTimeTokens {
         if !(validator_ok && purpose_ok) {
             return Ok(None);
         }
-        let take = self.store.take(&stored.selector, &stored.validator_hash);
-        if !timed(limit, "token store", take).await? {
-            return Ok(None);
+        if use_up {
+            let take = self.store.take(&stored.selector, &stored.validator_hash);
+            if !timed(limit, "token store", take).await? {
+                return Ok(None);
+            }
         }
         let Ok(id) = serde_json::from_str(&stored.user_id) else {
             return Ok(None);

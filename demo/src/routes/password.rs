@@ -79,14 +79,13 @@ pub async fn forgot(
         .await?;
     if let (Some(user), Some(token)) = (user, token) {
         let link = format!("{}/password/reset?token={token}", recovery.public_url);
-        let minutes = recovery.ttl.as_secs().div_ceil(60).max(1);
         // Off the request path: an SMTP round trip would make a real account's answer slower
         // than an unknown one's.
         tokio::spawn(send_reset_mail(
             recovery.outbox.clone(),
             user,
             link,
-            minutes,
+            recovery.ttl,
         ));
     }
     flash(auth.session()?, Flash::info(LINK_SENT)).await?;
@@ -95,9 +94,9 @@ pub async fn forgot(
 }
 
 /// Builds and sends the reset mail; failures are logged (nobody is waiting for them).
-async fn send_reset_mail(outbox: Outbox, user: User, link: String, minutes: u64) {
+async fn send_reset_mail(outbox: Outbox, user: User, link: String, valid_for: Duration) {
     let to = mail_address(&user);
-    let sent = match password_reset_mail(MAIL_FROM, &to, &link, minutes) {
+    let sent = match password_reset_mail(MAIL_FROM, &to, &link, valid_for) {
         Ok(message) => outbox.send(message).await,
         Err(err) => Err(err),
     };
@@ -153,17 +152,40 @@ async fn render_reset(
     Ok(response)
 }
 
-/// `GET /password/reset?token=...`: the form, the token in a hidden field. The token is not
-/// checked here (checking it would use it up: the library's `consume` is the only check);
-/// a link without one is refused at once.
-pub async fn reset_form(auth: Auth, RawQuery(query): RawQuery) -> Result<Response, AppError> {
-    let token = query_param(query.as_deref(), "token").filter(|t| !t.is_empty());
-    let status = if token.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
+/// `GET /password/reset?token=...`: the form, the token in a hidden field, when the link is
+/// good; `400` with the message at once when it is not (used, expired, tampered, superseded),
+/// so that nobody types a new password for nothing. The check (`OneTimeTokens::peek`) does
+/// not use the token up — mail scanners that fetch links cannot spend it — and counts in the
+/// throttle like a `POST`.
+pub async fn reset_form(
+    State(app): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    auth: Auth,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    let Some(token) = query_param(query.as_deref(), "token").filter(|t| !t.is_empty()) else {
+        return render_reset(&auth, StatusCode::BAD_REQUEST, None, None).await;
     };
-    render_reset(&auth, status, token.as_deref(), None).await
+    let outcome = app
+        .recovery
+        .tokens
+        .peek(&app.users, &token, PURPOSE, client)
+        .await?;
+    match outcome {
+        TokenOutcome::Valid(_) => render_reset(&auth, StatusCode::OK, Some(&token), None).await,
+        TokenOutcome::Invalid => render_reset(&auth, StatusCode::BAD_REQUEST, None, None).await,
+        TokenOutcome::Throttled { retry_after } => {
+            let mut response = render_reset(
+                &auth,
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                Some("Too many invalid links from here. Try again later.".to_owned()),
+            )
+            .await?;
+            web::insert_retry_after(&mut response, retry_after);
+            Ok(response)
+        }
+    }
 }
 
 #[derive(Deserialize)]
