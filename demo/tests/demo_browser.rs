@@ -3,7 +3,9 @@
 //! remembered, re-authenticate for the settings, log out, and check that the saved remember
 //! cookie is dead. Also saves a screenshot of the dashboard to `target/demo-dashboard.png`.
 //! And the password reset (#18): "Forgot password?", the link from the `.eml` file, a new
-//! password, a login with it.
+//! password, a login with it. And a second factor (#18): turning TOTP on at `/settings/2fa`
+//! (the secret read from the page, the codes computed with `totp-rs` as an authenticator app
+//! would), then logins in two steps, with a TOTP code and with a single-use recovery code.
 //!
 //! Needs `chromedriver` and `chromium` (Debian: `apt-get install chromium chromium-driver`),
 //! found on `PATH` or through `CHROMEDRIVER` / `CHROME_BIN`. Without them the test fails
@@ -18,13 +20,14 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use demo_support::{profile_dir, reset_link, Demo, ALICE};
 use fantoccini::{wd::Capabilities, Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
+use totp_rs::{Algorithm, Secret, TOTP};
 
 /// How long a page may take to appear after a navigation or a form submission.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -271,24 +274,202 @@ async fn password_reset_story(browser: Client, demo: Arc<Demo>) {
     let page = source(&browser).await;
     assert!(page.contains("Signed in as alice"), "{page}");
 
-    // The link was used up: opening it again and submitting is refused.
+    // The link was used up: opening it again is refused at once, without a form to fill.
     browser.goto(&link).await.expect("the reset link again");
     wait_for_path(&browser, "/password/reset").await;
-    fill(&browser, "input[name=new_password]", "another-new-password").await;
-    click(
-        &browser,
-        r#"form[action="/password/reset"] button[type=submit]"#,
-    )
-    .await;
+    let page = wait_for_text(&browser, "This link is invalid or has expired.").await;
+    assert!(!page.contains(r#"name="new_password""#), "{page}");
+    assert!(page.contains("Ask for a new link"), "{page}");
+}
+
+/// The authenticator app of a base32 `secret` (RFC 6238, SHA-1, 6 digits, 30 s).
+fn authenticator(secret: &str) -> TOTP {
+    let bytes = Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .expect("a base32 secret");
+    TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, "alice".to_owned())
+        .expect("valid TOTP settings")
+}
+
+/// The current TOTP time step (30 s).
+fn time_step() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        / 30
+}
+
+/// Waits until the page contains `text` (a form posted may still be loading).
+async fn wait_for_text(browser: &Client, text: &str) -> String {
     let deadline = Instant::now() + PAGE_TIMEOUT;
     loop {
-        let page = source(&browser).await;
-        if page.contains("This link is invalid or has expired.") {
-            break;
+        let page = source(browser).await;
+        if page.contains(text) {
+            return page;
         }
-        assert!(Instant::now() < deadline, "{page}");
+        assert!(Instant::now() < deadline, "no {text:?} in:\n{page}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The password form, for alice with `next=/dashboard`; she has TOTP on, so the browser lands
+/// on the second step, not logged in (checked in a second tab).
+async fn password_then_second_step(browser: &Client, url: &impl Fn(&str) -> String) {
+    browser
+        .goto(&url("/login?next=%2Fdashboard"))
+        .await
+        .expect("the login page");
+    fill(browser, "input[name=username]", ALICE.0).await;
+    fill(browser, "input[name=password]", ALICE.1).await;
+    click(browser, r#"form[action="/login"] button[type=submit]"#).await;
+    let at = wait_for_path(browser, "/login/2fa").await;
+    assert_eq!(at.query(), Some("next=%2Fdashboard"));
+    let page = wait_for_text(browser, "One more step").await;
+    assert!(page.contains(r#"name="code""#), "{page}");
+    assert!(!page.contains("Signed in as"), "{page}");
+
+    // Not logged in yet: the dashboard, in another tab of the same browser, wants a login.
+    let first_tab = browser.window().await.expect("the current tab");
+    let tab = browser.new_window(true).await.expect("a second tab");
+    browser
+        .switch_to_window(tab.handle)
+        .await
+        .expect("to the second tab");
+    browser.goto(&url("/dashboard")).await.expect("dashboard");
+    let at = wait_for_path(browser, "/login").await;
+    assert_eq!(at.query(), Some("next=%2Fdashboard"));
+    let page = source(browser).await;
+    assert!(!page.contains("Hello, alice"), "{page}");
+    browser.close_window().await.expect("closing the tab");
+    browser
+        .switch_to_window(first_tab)
+        .await
+        .expect("back to the first tab");
+    // ... and the second step is still pending there.
+    assert_eq!(
+        browser.current_url().await.expect("URL").path(),
+        "/login/2fa"
+    );
+}
+
+async fn log_out(browser: &Client) {
+    click(browser, r#"form[action="/logout"] button[type=submit]"#).await;
+    wait_for_path(browser, "/").await;
+    let page = wait_for_text(browser, "Logged out.").await;
+    assert!(!page.contains("Signed in as"), "{page}");
+}
+
+/// Turning TOTP on at `/settings/2fa`, then logins in two steps: a recovery code (once only)
+/// and a TOTP code.
+async fn totp_story(browser: Client, demo: Arc<Demo>) {
+    let url = |path: &str| demo.url(path);
+
+    // A password login (fresh), then the enrolment page.
+    browser
+        .goto(&url("/login?next=%2Fdashboard"))
+        .await
+        .expect("the login page");
+    fill(&browser, "input[name=username]", ALICE.0).await;
+    fill(&browser, "input[name=password]", ALICE.1).await;
+    click(&browser, r#"form[action="/login"] button[type=submit]"#).await;
+    wait_for_path(&browser, "/dashboard").await;
+    browser
+        .goto(&url("/settings/2fa"))
+        .await
+        .expect("the 2FA settings");
+    wait_for_path(&browser, "/settings/2fa").await;
+    let secret = browser
+        .find(Locator::Id("totp-secret"))
+        .await
+        .expect("the secret on the page")
+        .text()
+        .await
+        .expect("its text");
+    let secret = secret.trim().to_owned();
+    assert!(
+        secret.len() >= 26
+            && secret
+                .bytes()
+                .all(|b| b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567=".contains(&b)),
+        "base32: {secret:?}"
+    );
+    // The QR code: an inline SVG the browser lays out, at a size a phone can scan.
+    let qr = browser
+        .find(Locator::Css(".qr > svg"))
+        .await
+        .expect("an inline SVG QR code");
+    assert!(qr.is_displayed().await.expect("displayed?"));
+    let (_, _, width, height) = qr.rectangle().await.expect("its size");
+    assert!(width >= 100.0 && height >= 100.0, "{width} x {height}");
+
+    // The app's current code turns it on; the step of that code is now used.
+    let app = authenticator(&secret);
+    let enrolment_step = time_step();
+    fill(
+        &browser,
+        "input[name=code]",
+        &app.generate(enrolment_step * 30),
+    )
+    .await;
+    click(
+        &browser,
+        r#"form[action="/settings/2fa"] button[type=submit]"#,
+    )
+    .await;
+    let page = wait_for_text(&browser, "Two-factor authentication is on.").await;
+    assert!(!page.contains("totp-secret"), "{page}");
+    let codes: Vec<String> = browser
+        .find(Locator::Id("recovery-codes"))
+        .await
+        .expect("the recovery codes")
+        .text()
+        .await
+        .expect("their text")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    assert!(
+        codes
+            .iter()
+            .all(|c| c.len() == 11 && c.as_bytes()[5] == b'-'),
+        "xxxxx-xxxxx: {codes:?}"
+    );
+    log_out(&browser).await;
+
+    // The password alone no longer logs in; a recovery code completes the login.
+    password_then_second_step(&browser, &url).await;
+    fill(&browser, "input[name=code]", &codes[0]).await;
+    click(&browser, r#"form[action="/login/2fa"] button[type=submit]"#).await;
+    wait_for_path(&browser, "/dashboard").await;
+    wait_for_text(&browser, "Hello, alice").await;
+    log_out(&browser).await;
+
+    // The same recovery code a second time: refused, the form again.
+    password_then_second_step(&browser, &url).await;
+    fill(&browser, "input[name=code]", &codes[0]).await;
+    click(&browser, r#"form[action="/login/2fa"] button[type=submit]"#).await;
+    let page = wait_for_text(&browser, "Invalid code.").await;
+    assert!(!page.contains("Hello, alice"), "{page}");
+    assert_eq!(
+        browser.current_url().await.expect("URL").path(),
+        "/login/2fa"
+    );
+
+    // The enrolment used its code's time step (no replays): the user waits for the app to
+    // show the next code, and types that.
+    while time_step() <= enrolment_step {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let code = app.generate(time_step() * 30);
+    fill(&browser, "input[name=code]", &code).await;
+    click(&browser, r#"form[action="/login/2fa"] button[type=submit]"#).await;
+    let at = wait_for_path(&browser, "/dashboard").await;
+    assert_eq!(at.query(), None);
+    wait_for_text(&browser, "Hello, alice").await;
 }
 
 #[tokio::test]
@@ -302,6 +483,11 @@ async fn remember_me_in_a_real_browser() {
 #[tokio::test]
 async fn password_reset_in_a_real_browser() {
     in_a_real_browser("password_reset_in_a_real_browser", password_reset_story).await;
+}
+
+#[tokio::test]
+async fn totp_login_in_a_real_browser() {
+    in_a_real_browser("totp_login_in_a_real_browser", totp_story).await;
 }
 
 /// Runs `story` in headless Chromium against a fresh demo; skipped (loudly) without
