@@ -120,7 +120,11 @@ fn totp_enrolment_gives_the_secret_the_otpauth_url_and_an_svg_qr_code() {
         enrolment.url
     );
     assert!(enrolment.url.contains(&format!("secret={secret}")));
-    assert!(enrolment.qr_svg.contains("<svg"), "an SVG document");
+    assert!(
+        enrolment.qr_svg.starts_with("<svg"),
+        "an inline SVG element"
+    );
+    assert!(!enrolment.qr_svg.contains("<?xml"));
 }
 
 #[test]

@@ -44,7 +44,8 @@ use crate::Result;
 /// ```
 pub trait SecondFactor<U>: Send + Sync {
     /// Whether `code` proves `user`, using it up when it is single-use. Errors are failures of
-    /// the factor's storage (503), never a wrong code.
+    /// the factor's storage — wrap them in [`Error::Store`](crate::Error::Store) (503) —
+    /// never a wrong code.
     fn verify(&self, user: &U, code: &str) -> impl Future<Output = Result<bool>> + Send;
 }
 

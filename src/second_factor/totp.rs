@@ -24,8 +24,9 @@ const SKEW: u8 = 1;
 /// let secret = Totp::generate_secret();
 /// let enrolment = totp.enrolment(&secret, "alice").unwrap();
 /// assert!(enrolment.url.starts_with("otpauth://totp/Example:alice?"));
-/// assert!(enrolment.qr_svg.starts_with("<?xml"));
-/// // Store `secret` once the user typed a valid code; then, at each login:
+/// assert!(enrolment.qr_svg.starts_with("<svg"));
+/// // Store `secret` once the user typed a valid code — and the step that code matched, so
+/// // that it cannot log in a second time — then, at each login:
 /// let accepted = totp.check(&secret, "123456", None).unwrap();
 /// assert!(accepted.is_none() || accepted.is_some()); // Some(step) when the code is right
 /// ```
@@ -35,14 +36,15 @@ pub struct Totp {
 }
 
 /// What an enrolment page shows: the secret (base32, for typing into an app by hand), the
-/// `otpauth://` URL, and that URL as a QR code (an SVG document).
+/// `otpauth://` URL, and that URL as a QR code (an inline SVG element).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TotpEnrolment {
     /// The secret in base32.
     pub secret: String,
     /// `otpauth://totp/<issuer>:<account>?secret=...&issuer=...`.
     pub url: String,
-    /// The URL as a QR code, an SVG document.
+    /// The URL as a QR code: an `<svg>` element, ready to put inline in an HTML page (no
+    /// `<?xml ...?>` declaration).
     pub qr_svg: String,
 }
 
@@ -64,10 +66,15 @@ impl Totp {
         let url = self.totp(secret, account)?.get_url();
         let qr = qrcode::QrCode::new(url.as_bytes())
             .map_err(|e| Error::Config(format!("the TOTP URL does not fit a QR code: {e}")))?;
-        let qr_svg = qr
+        let document = qr
             .render::<qrcode::render::svg::Color<'_>>()
             .min_dimensions(200, 200)
             .build();
+        // The element alone: an XML declaration has no place inside HTML.
+        let qr_svg = match document.find("<svg") {
+            Some(at) => document[at..].to_owned(),
+            None => document,
+        };
         Ok(TotpEnrolment {
             secret: secret.to_owned(),
             url,
@@ -77,8 +84,9 @@ impl Totp {
 
     /// Checks `code` against `secret` now: the time step it matched, if it did and that step
     /// is later than `last_used` (store the returned step with the user, and pass it next
-    /// time: a code is then accepted once, not for its whole minute). A malformed secret is
-    /// [`Error::Config`].
+    /// time: a code is then accepted once, not for its whole minute; store the step of the
+    /// enrolment's code too). Steps fit an `i64` column until the year 292 billion. A
+    /// malformed secret is [`Error::Config`].
     pub fn check(&self, secret: &str, code: &str, last_used: Option<u64>) -> Result<Option<u64>> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -58,13 +58,11 @@ async fn render_enrolment(
     error: Option<&str>,
 ) -> Result<Response, AppError> {
     let enrolment = db::totp().enrolment(secret, &user.username)?;
-    // An SVG document: its `<?xml ...?>` declaration has no place inside HTML.
-    let svg_at = enrolment.qr_svg.find("<svg").unwrap_or(0);
     let ctx = context! {
         username => &user.username,
         secret => &enrolment.secret,
         url => &enrolment.url,
-        qr_svg => &enrolment.qr_svg[svg_at..],
+        qr_svg => &enrolment.qr_svg,
         error,
     };
     page_with_status(auth, status, "two_factor.html", ctx).await
