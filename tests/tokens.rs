@@ -245,7 +245,8 @@ async fn failed_tokens_are_throttled_per_token_and_per_address() {
 }
 
 #[tokio::test]
-async fn forgot_password_for_an_unknown_account_does_the_same_store_write_and_stores_nothing_usable() {
+async fn forgot_password_for_an_unknown_account_does_the_same_store_write_and_stores_nothing_usable(
+) {
     let store = Counting::default();
     let tokens = OneTimeTokens::new(store.clone());
     let users = Users::new();
