@@ -32,7 +32,7 @@
 //! Postgres `SELECT count(*)`, Redis `DBSIZE`, files in the directory). Postgres and Redis
 //! missing: each of their cells prints SKIPPED, or fails under `CI=true` (as `store_support`).
 //!
-//! # Rows (402 cells)
+//! # Rows (450 cells)
 //!
 //! | row | what | paths | backends | cells |
 //! |---|---|---|---|---|
@@ -48,6 +48,7 @@
 //! | `inv6_cookie_attributes` | every session and remember cookie set along the path: `HttpOnly`, `SameSite=Lax`, `Secure`, `Path=/`, no `Domain` | a–g | memory, cookie | 14 |
 //! | `inv1_new_session_id_indexed` | `inv1_new_session_id` with a login index (#17) on the backend's own login store: the index's extra session save and entry write bring no earlier id back; on `cookie`, replaying the pre-login cookie is anonymous | a–g | all 6 | 42 |
 //! | `inv1_logout_is_server_side_indexed` | `inv1_logout_is_server_side` with a login index: on `cookie` too, the logged-out cookie replayed is anonymous | a–g | all 6 | 42 |
+//! | `inv8_anonymous_stores_nothing_indexed` | `inv8_anonymous_stores_nothing` with a login index, its store's writes counted too: none (the `after_logout` kind logs in and out before the counted requests) | 8 request kinds | all 6 | 48 |
 //! | `logins_ended_from_another_browser` | after the path's remembered login, another browser of the user lists both logins and ends the others: the ended session is gone from the store, its cookie and its remember cookie replayed are anonymous, its token is deleted; the other browser keeps its login and lists one | a–g | all 6 | 42 |
 //!
 //! Not multiplied, because they cannot differ there: invariant 2 by backend (`next` is read
@@ -221,6 +222,18 @@ matrix! {
     inv1_logout_is_server_side_indexed => inv1_logout_is_server_side
         with crate::matrix_support::INDEXED;
     paths [anonymous, same_user, another_user, remembered, stale_hash, after_logout, forged];
+    backends [memory, sqlite, postgres, redis, file, cookie];
+}
+
+matrix! {
+    /// Invariant 8 with a login index (#17): anonymous requests write nothing to the index
+    /// either (its writes are counted with the session and remember writes).
+    inv8_anonymous_stores_nothing_indexed => inv8_anonymous_stores_nothing
+        with crate::matrix_support::INDEXED;
+    paths [
+        guard, route_layer, public, forged_session, garbage_remember, unknown_remember,
+        after_logout, requests_10000
+    ];
     backends [memory, sqlite, postgres, redis, file, cookie];
 }
 

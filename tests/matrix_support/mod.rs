@@ -30,8 +30,8 @@ use axum::{
 use http_body_util::BodyExt;
 use login_manager::{
     login_required, AuthSession, AuthUser, LoginIndex, LoginManager, LoginOptions, LoginOutcome,
-    LoginRequired, LoginStore, MemoryLoginStore, MemoryRememberStore, PasswordHasher,
-    PasswordUserLoader, Remember, RememberStore, RememberToken, Rotation, UserLoader,
+    LoginRequired, LoginStore, LoginTouch, MemoryLoginStore, MemoryRememberStore, PasswordHasher,
+    PasswordUserLoader, Remember, RememberStore, RememberToken, Rotation, StoredLogin, UserLoader,
 };
 use login_manager_sessions::{Key, SessionBackend, SessionConfig};
 use serde::Deserialize;
@@ -245,6 +245,74 @@ impl SessionStore for CountingSessions {
         self.check()?;
         self.deletes.fetch_add(1, Ordering::SeqCst);
         self.inner.delete(id).await
+    }
+}
+
+/// Any login store (the login index), counting its writes.
+#[derive(Clone)]
+pub struct CountingLogins {
+    inner: Arc<dyn LoginStore>,
+    writes: Arc<AtomicUsize>,
+}
+
+impl CountingLogins {
+    fn new(inner: Arc<dyn LoginStore>) -> Self {
+        Self {
+            inner,
+            writes: Arc::default(),
+        }
+    }
+
+    /// Every call that can change the store.
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl LoginStore for CountingLogins {
+    async fn put(
+        &self,
+        login: StoredLogin,
+        max: usize,
+    ) -> Result<Vec<StoredLogin>, login_manager::Error> {
+        self.wrote();
+        self.inner.put(login, max).await
+    }
+    async fn get(&self, user: &str, id: &str) -> Result<Option<StoredLogin>, login_manager::Error> {
+        self.inner.get(user, id).await
+    }
+    async fn touch(
+        &self,
+        user: &str,
+        id: &str,
+        touch: LoginTouch,
+    ) -> Result<bool, login_manager::Error> {
+        self.wrote();
+        self.inner.touch(user, id, touch).await
+    }
+    async fn list(&self, user: &str) -> Result<Vec<StoredLogin>, login_manager::Error> {
+        self.inner.list(user).await
+    }
+    async fn delete(
+        &self,
+        user: &str,
+        id: &str,
+    ) -> Result<Option<StoredLogin>, login_manager::Error> {
+        self.wrote();
+        self.inner.delete(user, id).await
+    }
+    async fn delete_for_user(&self, user: &str) -> Result<Vec<StoredLogin>, login_manager::Error> {
+        self.wrote();
+        self.inner.delete_for_user(user).await
+    }
+    async fn delete_expired(&self) -> Result<u64, login_manager::Error> {
+        self.wrote();
+        self.inner.delete_expired().await
     }
 }
 
@@ -514,6 +582,8 @@ pub struct Snapshot {
     pub session_writes: Option<usize>,
     pub records: Option<i64>,
     pub remember_writes: usize,
+    /// Writes to the login index (always 0 without one).
+    pub login_writes: usize,
 }
 
 /// Manager settings a row may change.
@@ -553,6 +623,8 @@ pub struct Env {
     pub storage: Storage,
     /// Whether the manager keeps a login index ([`Options::login_index`]).
     pub indexed: bool,
+    /// The counting wrapper around the login index's store (idle without an index).
+    pub logins: CountingLogins,
     /// The name of the cell, for messages.
     pub cell: String,
 }
@@ -717,10 +789,11 @@ impl Env {
         let mut manager = LoginManager::new(users.clone())
             .password_hasher(hasher)
             .remember(Remember::new(remember.clone()).grace_period(options.grace));
+        let logins = CountingLogins::new(login_store);
         if options.login_index {
             manager = manager.login_index(match &sessions {
-                Some(store) => LoginIndex::new(login_store, store.clone()),
-                None => LoginIndex::for_cookie_sessions(login_store),
+                Some(store) => LoginIndex::new(logins.clone(), store.clone()),
+                None => LoginIndex::for_cookie_sessions(logins.clone()),
             });
         }
         let router = Router::new()
@@ -750,6 +823,7 @@ impl Env {
             remember,
             storage,
             indexed: options.login_index,
+            logins,
             cell: cell.to_owned(),
         };
         Some((env, teardown))
@@ -773,6 +847,7 @@ impl Env {
             session_writes: self.sessions.as_ref().map(CountingSessions::writes),
             records: self.storage.records().await,
             remember_writes: self.remember.writes(),
+            login_writes: self.logins.writes(),
         }
     }
 
