@@ -15,7 +15,7 @@ use crate::{
     login::{Admission, LoginOutcome, PasswordUserLoader},
     logins::LiveLogin,
     password::PasswordHasher,
-    record::{auth_hash_digest, digest_matches, now, AuthState},
+    record::{auth_hash_digest, digest_matches, now, user_id_value, AuthState},
     redirect::next_from_query,
     remember::RememberDevice,
     second_factor::{Pending, SecondFactor, PENDING_KEY, PENDING_SECONDS},
@@ -346,8 +346,7 @@ impl<L: PasswordUserLoader> AuthSession<L> {
             // right password cannot reset the count of wrong codes.
             drop(admission);
             let pending = Pending {
-                user_id: serde_json::to_value(user.id())
-                    .map_err(|e| Error::Config(format!("the user id does not serialize: {e}")))?,
+                user_id: user_id_value(&user)?,
                 auth_hash: auth_hash_digest(user.session_auth_hash()),
                 remember: options.remember,
                 duration_secs: options.duration.map(|d| d.as_secs()),

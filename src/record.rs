@@ -119,8 +119,7 @@ impl AuthRecord {
     pub(crate) fn new<U: AuthUser>(user: &U, fresh: bool, protection_id: String) -> Result<Self> {
         let now = now();
         Ok(Self {
-            user_id: serde_json::to_value(user.id())
-                .map_err(|e| Error::Config(format!("the user id does not serialize: {e}")))?,
+            user_id: user_id_value(user)?,
             auth_hash: auth_hash_digest(user.session_auth_hash()),
             login_at: now,
             fresh_at: fresh.then_some(now),
@@ -159,6 +158,12 @@ impl AuthRecord {
     pub(crate) fn last_seen_due(&self, now: i64, idle_timeout: Duration) -> bool {
         elapsed(now, self.last_seen) >= whole_seconds(idle_timeout) / 4
     }
+}
+
+/// The user's id as the session stores it (the auth record, a pending second factor).
+pub(crate) fn user_id_value<U: AuthUser>(user: &U) -> Result<serde_json::Value> {
+    serde_json::to_value(user.id())
+        .map_err(|e| Error::Config(format!("the user id does not serialize: {e}")))
 }
 
 /// Unix seconds now.
