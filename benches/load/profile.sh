@@ -5,7 +5,8 @@
 #   benches/load/profile.sh [REQUESTS]        (default 20000)
 #   SERVERS="lm-server lm-indexed" benches/load/profile.sh 5000
 #
-# `lm-indexed` is lm-server with `--login-index` (a logged-in request with a LoginIndex, #17).
+# `lm-indexed` is lm-server with `--login-index` (a logged-in request with a LoginIndex, #17);
+# `lm-separate` is lm-server with the session and login layers in two `.layer` calls.
 #
 # For each server and path: start it under callgrind with instrumentation off, log in, warm
 # up, switch instrumentation on, send REQUESTS sequential requests, dump. Prints instructions
@@ -26,6 +27,7 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null' EXIT
 for server in ${SERVERS:-lm-server lm-indexed axum-login-server floor-server}; do
   case "$server" in
     lm-indexed) command=("$bin/lm-server" --login-index) ;;
+    lm-separate) command=("$bin/lm-server" --separate-layers) ;;
     *) command=("$bin/$server") ;;
   esac
   for path in /protected /public; do

@@ -2,7 +2,7 @@
 //! layer, remember-me on, `POST /login` with argon2id (the login storm) and `POST /bench/login`
 //! (logs alice in without a password, for the throughput runs).
 //!
-//! `lm-server [--backend URL] [--remember-tokens N FILE] [--login-index]`
+//! `lm-server [--backend URL] [--remember-tokens N FILE] [--login-index] [--separate-layers]`
 //!
 //! - Without `--backend`: sessions in tower-sessions' `MemoryStore` behind a plain
 //!   `SessionManagerLayer` (cookie `id`, as the axum-login and floor servers), remember-me
@@ -16,6 +16,9 @@
 //!   default, one more round trip per pool acquire).
 //! - `--login-index`: with a `LoginIndex` (entries in a `MemoryLoginStore`, ending through the
 //!   session store in use): a logged-in request must cost what it costs without (#17).
+//! - `--separate-layers`: the session and login layers in two `.layer` calls (as DESIGN.md's
+//!   example writes them) instead of one `.layer((sessions, login))`: what the second call
+//!   costs (memory sessions only).
 //! - `--remember-tokens N FILE`: before serving, issue N remember-me tokens for alice and
 //!   write their cookie values to FILE, one a line (the remember-restore runs use each
 //!   exactly once).
@@ -95,16 +98,18 @@ struct Args {
     backend: Option<String>,
     no_ping: bool,
     login_index: bool,
+    separate_layers: bool,
     tokens: Option<(usize, String)>,
 }
 
 fn parse_args() -> Args {
     const USAGE: &str =
-        "usage: lm-server [--backend URL [--no-ping]] [--remember-tokens N FILE] [--login-index]";
+        "usage: lm-server [--backend URL [--no-ping]] [--remember-tokens N FILE] [--login-index] [--separate-layers]";
     let mut args = Args {
         backend: None,
         no_ping: false,
         login_index: false,
+        separate_layers: false,
         tokens: None,
     };
     let mut rest = std::env::args().skip(1);
@@ -113,6 +118,7 @@ fn parse_args() -> Args {
             "--backend" => args.backend = Some(rest.next().expect(USAGE)),
             "--no-ping" => args.no_ping = true,
             "--login-index" => args.login_index = true,
+            "--separate-layers" => args.separate_layers = true,
             "--remember-tokens" => {
                 let count = rest.next().and_then(|n| n.parse().ok()).expect(USAGE);
                 args.tokens = Some((count, rest.next().expect(USAGE)));
@@ -213,13 +219,24 @@ async fn main() {
             "/login",
             post(login).layer(Extension(PasswordHasher::new())),
         )
-        .route("/bench/login", post(bench_login))
-        .layer(manager.into_layer());
+        .route("/bench/login", post(bench_login));
+    // One `.layer` call for both layers, as the guide recommends: axum wraps every route once
+    // more for each call.
+    let login_layer = manager.into_layer();
     let app = match sessions {
-        None => app.layer(SessionManagerLayer::new(memory_sessions).with_secure(false)),
+        None if args.separate_layers => app
+            .layer(login_layer)
+            .layer(SessionManagerLayer::new(memory_sessions).with_secure(false)),
+        None => app.layer((
+            SessionManagerLayer::new(memory_sessions).with_secure(false),
+            login_layer,
+        )),
         Some(sessions) => {
             let config = SessionConfig::new().cookie(CookieOptions::new("id").secure(false));
-            app.layer(sessions.into_layer(config).expect("session layer"))
+            app.layer((
+                sessions.into_layer(config).expect("session layer"),
+                login_layer,
+            ))
         }
     };
 
