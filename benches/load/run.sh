@@ -16,9 +16,18 @@
 # Waits for a quiet machine first (1-minute load average < $BENCH_MAX_LOAD, default 0.5).
 # Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_CONNECTIONS (64), BENCH_SKIP_MICRO=1,
 # BENCH_REMEMBER_TOKENS (600000), BENCH_STORM_LOGINS (200), BENCH_STORM_SECONDS (10),
-# BENCH_PHASES (throughput,remember,storm,argon2,backends), BENCH_BACKENDS
+# BENCH_PHASES (throughput,remember,storm,argon2,backends; `scale` too when named), BENCH_BACKENDS
 # (memory,sqlite,postgres,redis; also postgres-no-ping), BENCH_PG_ADMIN_URL, BENCH_PG_DATABASE,
-# BENCH_REDIS_URL (docs/benchmarks.md).
+# BENCH_REDIS_URL (docs/benchmarks.md), BENCH_CHART_DIR (docs: where the SVG charts go).
+# The backends phase ends with a counting run per backend (`lm-server --count-ops`, never in a
+# timed run): the store operations, round trips to the database and the database's own counts
+# per logged-in request and per restore, BENCH_OPS_REQUESTS (200) of each, one at a time.
+# The scale phase (#16 target 4; BENCH_PHASES=scale): logged-in requests and restores in
+# Postgres and Redis (BENCH_SCALE_BACKENDS, default postgres,redis) with stores pre-filled by
+# `lm-server --fill N` with N more live sessions, remember-me tokens of other users and
+# throttle keys, N from BENCH_SCALE_SIZES (1000,1000000), sizes interleaved in each round;
+# reports each size against the smallest. Alone:
+#   BENCH_SKIP_MICRO=1 BENCH_PHASES=scale benches/load/run.sh
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -33,7 +42,7 @@ fi
 
 echo "== building (release)" >&2
 (cd "$root" && cargo bench --features __private --bench micro --no-run)
-CARGO_TARGET_DIR="$root/target/load" cargo build --release --manifest-path "$here/Cargo.toml"
+CARGO_TARGET_DIR="$root/target/load" cargo build --release --locked --manifest-path "$here/Cargo.toml"
 driver="$root/target/load/release/loadbench"
 
 export BENCH_ROOT="$root"

@@ -9,14 +9,19 @@
 //! 3. Login storm: idle latency of `/protected`, then the same probe during `BENCH_STORM_LOGINS`
 //!    concurrent argon2id logins; the server on one core, then on all cores.
 //! 4. Backends (`backends.rs`): session requests and remember-me restores with sessions and
-//!    tokens in memory, SQLite, Postgres and Redis.
+//!    tokens in memory, SQLite, Postgres and Redis, and the store operations each costs.
+//! 5. Scale (`scale.rs`, not in the default phases): the same two requests in Postgres and
+//!    Redis with 10^3 and with 10^6 more live sessions, remember-me tokens and throttle keys.
 //!
-//! `BENCH_PHASES` picks phases (default `throughput,remember,storm,argon2,backends`).
+//! `BENCH_PHASES` picks phases (default `throughput,remember,storm,argon2,backends`; `scale`
+//! runs only when named).
 //!
 //! Writes `target/bench-results.json`, `target/bench-results.md` (tables) and
-//! `docs/benchmarks.svg` and `docs/benchmarks-backends.svg` (charts) under `BENCH_ROOT`.
+//! `benchmarks.svg` and `benchmarks-backends.svg` (charts) in `BENCH_CHART_DIR` (default
+//! `docs`) under `BENCH_ROOT`.
 
 mod backends;
+mod scale;
 
 use std::{
     collections::BTreeMap,
@@ -308,6 +313,31 @@ fn wait_until_idle(config: &Config) {
 
 /// Sends one request on a new connection; (status, Set-Cookie values).
 fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<String>) {
+    let (status, head, _) = http_raw(addr, method, path, headers);
+    let cookies = head
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("set-cookie")
+                .then(|| value.trim().split(';').next().unwrap_or("").to_owned())
+        })
+        .collect();
+    (status, cookies)
+}
+
+/// Sends one request on a new connection; (status, body).
+fn http_body(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = http_raw(addr, method, path, headers);
+    (status, body)
+}
+
+/// One request on a new connection; (status, header lines, body).
+fn http_raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\n\
@@ -325,16 +355,10 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16,
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let cookies = response
-        .lines()
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("set-cookie")
-                .then(|| value.trim().split(';').next().unwrap_or("").to_owned())
-        })
-        .collect();
-    (status, cookies)
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or((response.as_str(), ""));
+    (status, head.to_owned(), body.to_owned())
 }
 
 /// Logs alice in on a server (`POST /bench/login`) and returns the session cookie.
@@ -815,7 +839,10 @@ fn summarise(runs: &[Run]) -> Vec<Summary> {
     names
         .iter()
         .map(|name| {
-            let reference = if let Some(kind) = name.strip_prefix("backend/") {
+            let reference = if let Some(reference) = scale::reference(name, &names) {
+                // The same backend and request with the fewest extra entries.
+                reference
+            } else if let Some(kind) = name.strip_prefix("backend/") {
                 // Each backend against memory, the same kind of request.
                 let kind = kind.split_once('/').map_or(kind, |(_, kind)| kind);
                 format!("backend/memory/{kind}")
@@ -1276,6 +1303,9 @@ fn main() {
     if phase("backends") {
         backends::preflight(&config);
     }
+    if phase("scale") {
+        scale::preflight(&config);
+    }
     let mut runs = Vec::new();
     if phase("throughput") {
         runs.extend(throughput(&config));
@@ -1298,8 +1328,17 @@ fn main() {
     } else {
         Value::Null
     };
+    let mut store_ops = Vec::new();
     if phase("backends") {
-        runs.extend(backends::backends(&config));
+        let (backend_runs, ops) = backends::backends(&config);
+        runs.extend(backend_runs);
+        store_ops = ops;
+    }
+    let mut scale_fills = Vec::new();
+    if phase("scale") {
+        let (scale_runs, fills) = scale::scale(&config);
+        runs.extend(scale_runs);
+        scale_fills = fills;
     }
 
     let micro = criterion_results(&config);
@@ -1323,17 +1362,25 @@ fn main() {
         "storms": storms,
         "targets": verdicts,
         "argon2_memory": argon2,
+        "store_ops": store_ops,
+        "scale_fills": scale_fills,
         "criterion": micro,
         "runs": runs,
     });
     let out = config.root.join("target/bench-results.json");
     std::fs::write(&out, serde_json::to_string_pretty(&results).unwrap()).unwrap();
+    let (scale_summary, summary): (Vec<Summary>, Vec<Summary>) = summary
+        .iter()
+        .cloned()
+        .partition(|s| s.target.starts_with("scale/"));
     let (backend_summary, main_summary): (Vec<Summary>, Vec<Summary>) = summary
         .iter()
         .cloned()
         .partition(|s| s.target.starts_with("backend/"));
     let mut md = markdown(&main_summary, &storms, &verdicts);
     md.push_str(&backends::markdown(&backend_summary));
+    md.push_str(&backends::ops_markdown(&store_ops));
+    md.push_str(&scale::markdown(&scale_summary, &runs));
     if argon2["summary"].is_array() {
         md.push_str("\n| argon2id verification (30 in a row, one thread) | ms each (median) | peak RSS MiB | minor page faults each |\n|---|---:|---:|---:|\n");
     }
@@ -1358,22 +1405,26 @@ fn main() {
         machine["cores"]
     );
     let mut written = vec![out, config.root.join("target/bench-results.md")];
+    let chart_dir = config
+        .root
+        .join(env_or("BENCH_CHART_DIR", "docs".to_owned()));
     for (summary, file, title, reference) in [
         (
             &main_summary,
-            "docs/benchmarks.svg",
+            "benchmarks.svg",
             "login-manager load benchmark",
             "floor, no layer, session request",
         ),
         (
             &backend_summary,
-            "docs/benchmarks-backends.svg",
+            "benchmarks-backends.svg",
             "login-manager with sessions and remember-me tokens per backend",
             "memory",
         ),
     ] {
         if !summary.is_empty() {
-            let svg = config.root.join(file);
+            std::fs::create_dir_all(&chart_dir).expect("chart directory");
+            let svg = chart_dir.join(file);
             chart(&svg, title, reference, summary, &label).expect("chart");
             written.push(svg);
         }
