@@ -10,15 +10,17 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use cookie::Cookie;
 use http::{header, request::Parts, HeaderValue};
 use sha2::{Digest, Sha256};
 
-/// Facts about the request that the life-cycle needs, read once from the first extractor's
-/// `Parts` (the layer itself never reads them, keeping public routes free).
+use crate::record::ProtectionId;
+
+/// Facts about the request that the login changes need (user agent, query, cookies, peer),
+/// read once from the first `Parts` that asks. A logged-in request never builds them: it
+/// needs only the [`ProtectionId`], computed on the stack.
 pub(crate) struct RequestFacts {
-    pub protection_id: String,
+    pub protection_id: ProtectionId,
     pub user_agent: String,
     pub query: Option<String>,
     pub remember_cookie: Option<String>,
@@ -30,25 +32,6 @@ pub(crate) struct RequestFacts {
 
 impl RequestFacts {
     pub(crate) fn read(parts: &Parts, remember_cookie_name: Option<&str>) -> Self {
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let mut hasher = Sha256::new();
-        match parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-        {
-            Some(IpAddr::V4(ip)) => hasher.update(ip.octets()),
-            Some(IpAddr::V6(ip)) => hasher.update(ip.octets()),
-            None => {}
-        }
-        hasher.update(b"|");
-        hasher.update(user_agent.as_bytes());
-        let protection_id = URL_SAFE_NO_PAD.encode(&hasher.finalize()[..12]);
         let cookie_headers: Vec<_> = parts
             .headers
             .get_all(header::COOKIE)
@@ -58,8 +41,8 @@ impl RequestFacts {
         let remember_cookie =
             remember_cookie_name.and_then(|name| cookie_value(&cookie_headers, name));
         Self {
-            protection_id,
-            user_agent,
+            protection_id: protection_id(parts),
+            user_agent: user_agent(parts).to_owned(),
             query: parts.uri.query().map(str::to_owned),
             remember_cookie,
             peer: PeerInfo::from_parts(parts),
@@ -71,6 +54,45 @@ impl RequestFacts {
     pub(crate) fn cookie(&self, name: &str) -> Option<String> {
         cookie_value(&self.cookie_headers, name)
     }
+}
+
+/// Whether the request carries a cookie called `name`, without copying any cookie: the
+/// anonymous path asks this before building the [`RequestFacts`].
+pub(crate) fn has_cookie(parts: &Parts, name: &str) -> bool {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .any(|c| c.is_ok_and(|c| c.name() == name))
+}
+
+fn user_agent(parts: &Parts) -> &str {
+    parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The session-protection identifier of a request: a 96-bit SHA-256 prefix of the client's IP
+/// address and `User-Agent`, base64url. Built on the stack: it is compared with the auth
+/// record on every logged-in request.
+pub(crate) fn protection_id(parts: &Parts) -> ProtectionId {
+    let mut hasher = Sha256::new();
+    match parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+    {
+        Some(IpAddr::V4(ip)) => hasher.update(ip.octets()),
+        Some(IpAddr::V6(ip)) => hasher.update(ip.octets()),
+        None => {}
+    }
+    hasher.update(b"|");
+    hasher.update(user_agent(parts).as_bytes());
+    ProtectionId::base64(&hasher.finalize()[..12])
 }
 
 /// The value of the first cookie called `name`; unparsable headers are skipped.

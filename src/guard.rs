@@ -96,14 +96,14 @@ async fn require<U: AuthUser>(parts: &Parts, requirement: Requirement<'_>) -> Re
     let handle = parts
         .extensions
         .get::<DynAuthHandle>()
-        .cloned()
         .ok_or_else(|| Error::MissingLoginManagerLayer.into_response())?;
     let context: &dyn DynAuth = &*handle.0;
-    let user = context
-        .require(parts, requirement)
+    let mut user: Option<U> = None;
+    context
+        .require(parts, requirement, &mut user)
         .await
         .map_err(|reason| refuse(context.settings(), parts, reason))?;
-    user.downcast::<U>().map(|user| *user).map_err(|_| {
+    user.ok_or_else(|| {
         Error::Config(format!(
             "`{}` is not the user type of the `LoginManager`'s loader",
             type_name::<U>()
@@ -281,7 +281,7 @@ where
                 Need::FreshLogin => Requirement::FreshLogin,
                 Need::Permission(permission) => Requirement::Permission(permission),
             };
-            match handle.0.require(&parts, requirement).await {
+            match handle.0.require(&parts, requirement, &mut ()).await {
                 Ok(_) => inner.call(Request::from_parts(parts, body)).await,
                 Err(reason) => Ok(refuse(handle.0.settings(), &parts, reason)),
             }

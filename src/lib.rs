@@ -151,10 +151,13 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/dashboard", get(dashboard))
-//!     .layer(manager.into_layer())
-//!     // Lax like the remember cookie (tower-sessions defaults to Strict).
-//!     .layer(SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax))
-//!     .layer(CrossOriginProtection::new());
+//!     // One `.layer` call, outermost first: axum wraps every route once more per call.
+//!     .layer((
+//!         CrossOriginProtection::new(),
+//!         // Lax like the remember cookie (tower-sessions defaults to Strict).
+//!         SessionManagerLayer::new(MemoryStore::default()).with_same_site(SameSite::Lax),
+//!         manager.into_layer(),
+//!     ));
 //! ```
 //!
 //! That's all: sessions get a new id at every login, logouts are server-side, `next` cannot

@@ -321,7 +321,7 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, L>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -331,12 +331,42 @@ where
         let session = req.extensions().get::<Session>().cloned();
         let context = Arc::new(AuthContext::new(self.core.clone(), session));
         req.extensions_mut().insert(DynAuthHandle(context.clone()));
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let mut response = response.await?;
-            finish_response(&context, &mut response);
-            Ok(response)
-        })
+        ResponseFuture {
+            inner: self.inner.call(req),
+            context,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`LoginManagerService`]: the inner service's, then the queued
+    /// cookies and cache headers. A named future rather than a boxed one: every request,
+    /// public routes included, goes through it.
+    pub struct ResponseFuture<F, L: UserLoader> {
+        #[pin]
+        inner: F,
+        context: Arc<AuthContext<L>>,
+    }
+}
+
+impl<F, L: UserLoader> fmt::Debug for ResponseFuture<F, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, E, L> Future for ResponseFuture<F, L>
+where
+    F: Future<Output = Result<Response, E>>,
+    L: UserLoader,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        finish_response(this.context, &mut response);
+        Poll::Ready(Ok(response))
     }
 }
 

@@ -79,8 +79,7 @@ impl TestLogin {
         U: AuthUser,
     {
         let session = Session::new(None, Arc::new(store.clone()), None);
-        let mut record = AuthRecord::new(user, self.fresh, String::new())?;
-        record.protection_id = None;
+        let mut record = AuthRecord::new(user, self.fresh, None)?;
         record.remembered = self.remembered;
         session.insert(AUTH_KEY, &record).await?;
         session.save().await?;

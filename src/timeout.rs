@@ -1,7 +1,7 @@
 //! The one place that bounds calls to the outside — session, remember and throttle stores,
 //! the user loader — so that a hung database answers 503 instead of hanging the request.
 
-use std::future::Future;
+use std::{future::Future, pin::pin, task::Poll};
 
 use crate::{Error, Result};
 
@@ -14,10 +14,19 @@ pub(crate) async fn timed<T, E>(
 where
     Error: From<E>,
 {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(result) => result.map_err(Error::from),
-        Err(_) => Err(Error::Timeout(what)),
-    }
+    let mut fut = pin!(fut);
+    // Most calls answer on their first poll (in-memory stores, a session already loaded): the
+    // timer, which reads the clock and registers with the driver, is armed only for a call
+    // that has to wait.
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    let result = match first {
+        Poll::Ready(result) => result,
+        Poll::Pending => match tokio::time::timeout(limit, fut).await {
+            Ok(result) => result,
+            Err(_) => return Err(Error::Timeout(what)),
+        },
+    };
+    result.map_err(Error::from)
 }
 
 /// Runs a loader call under the manager's timeout.

@@ -10,7 +10,7 @@ use crate::{
     config::LoginOptions,
     events::AuthEvent,
     logins::NewLogin,
-    record::{auth_hash_digest, now, AuthRecord, AuthState, AUTH_KEY},
+    record::{digest_of, now, AuthRecord, AuthState, AUTH_KEY},
     remember::{Remember, RememberDevice},
     timeout::timed,
     AuthUser, Error, Result, UserLoader,
@@ -74,7 +74,7 @@ impl<L: UserLoader> AuthContext<L> {
             remember.save(limit, token).await?;
             self.queue_cookie(cookie);
         }
-        let mut record = AuthRecord::new(user, options.fresh, facts.protection_id.clone())?;
+        let mut record = AuthRecord::new(user, options.fresh, Some(facts.protection_id))?;
         record.login_id = login_id;
         timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
         timed(limit, "session store", session.save()).await?;
@@ -129,7 +129,7 @@ impl<L: UserLoader> AuthContext<L> {
     ) -> Result<Arc<AuthState<L::User>>> {
         let (user, mut record) = session_login(current)?;
         record.fresh_at = Some(now());
-        record.protection_id = Some(facts.protection_id.clone());
+        record.protection_id = Some(facts.protection_id);
         self.rewrite_record(&user, &mut record, facts).await?;
         let state = self
             .replace_state(AuthState::session(user.clone(), record))
@@ -156,7 +156,7 @@ impl<L: UserLoader> AuthContext<L> {
                 "update_session_auth_hash was given another user than the logged-in one".to_owned(),
             ));
         }
-        record.auth_hash = auth_hash_digest(user.session_auth_hash());
+        record.auth_hash = digest_of(user.session_auth_hash());
         self.rewrite_record(user, &mut record, facts).await?;
         if let Some(remember) = &self.core.remember {
             remember

@@ -27,7 +27,7 @@ use http::request::Parts;
 use tower_sessions::Session;
 
 use crate::{
-    client::RequestFacts,
+    client::{has_cookie, protection_id, RequestFacts},
     config::Settings,
     events::{AuthEvent, EndReason},
     login::PasswordLogin,
@@ -128,13 +128,12 @@ impl<L: UserLoader> AuthContext<L> {
 
     async fn resolve_uncached(&self, parts: &Parts) -> Result<AuthState<L::User>> {
         let session = self.session()?;
-        let facts = self.facts(parts);
         let limit = self.settings().store_timeout;
         let record = timed(limit, "session store", session.get_value(AUTH_KEY)).await?;
         if let Some(value) = record {
             match serde_json::from_value::<AuthRecord>(value) {
                 Ok(record) => {
-                    if let Some(state) = self.resume_session(session, record, facts).await? {
+                    if let Some(state) = self.resume_session(session, record, parts).await? {
                         return Ok(state);
                     }
                 }
@@ -144,10 +143,16 @@ impl<L: UserLoader> AuthContext<L> {
                 }
             }
         }
-        if let (Some(remember), Some(cookie)) = (&self.core.remember, &facts.remember_cookie) {
-            match self.restore(remember, session, cookie, facts).await? {
-                Some(state) => return Ok(state),
-                None => self.queue_cookie(remember.cookie.removal()),
+        if let Some(remember) = &self.core.remember {
+            // Checked before the facts are built: most anonymous requests carry no cookie.
+            if has_cookie(parts, remember.cookie_name()) {
+                let facts = self.facts(parts);
+                if let Some(cookie) = &facts.remember_cookie {
+                    match self.restore(remember, session, cookie, facts).await? {
+                        Some(state) => return Ok(state),
+                        None => self.queue_cookie(remember.cookie.removal()),
+                    }
+                }
             }
         }
         let user = loader_call(limit, self.core.loader.load_user_from_request(parts)).await?;
@@ -169,38 +174,38 @@ impl<L: UserLoader> AuthContext<L> {
         &self,
         session: &Session,
         mut record: AuthRecord,
-        facts: &RequestFacts,
+        parts: &Parts,
     ) -> Result<Option<AuthState<L::User>>> {
         let settings = self.settings();
         let now = now();
-        let user_id = record.user_id.to_string();
         if let Some(reason) = record.expiry(now, settings.absolute_timeout, settings.idle_timeout) {
             return self.end_login(session, &record, reason).await;
         }
 
         let mut dirty = false;
-        match &record.protection_id {
+        let protection_id = protection_id(parts);
+        match record.protection_id {
             None => {
-                record.protection_id = Some(facts.protection_id.clone());
+                record.protection_id = Some(protection_id);
                 dirty = true;
             }
-            Some(id) if *id != facts.protection_id => match settings.protection {
+            Some(id) if id != protection_id => match settings.protection {
                 SessionProtection::Off => {}
                 SessionProtection::Basic => {
                     if record.fresh_at.take().is_some() {
                         dirty = true;
                         settings.emit(AuthEvent::SessionProtected {
-                            user_id: user_id.clone(),
+                            user_id: record.user_id.to_string(),
                             logged_out: false,
                         });
                     }
                 }
                 SessionProtection::Strong => {
                     settings.emit(AuthEvent::SessionProtected {
-                        user_id: user_id.clone(),
+                        user_id: record.user_id.to_string(),
                         logged_out: true,
                     });
-                    self.forget_remember_cookie(facts).await?;
+                    self.forget_remember_cookie(self.facts(parts)).await?;
                     return self
                         .end_login(session, &record, EndReason::SessionProtection)
                         .await;
@@ -217,7 +222,7 @@ impl<L: UserLoader> AuthContext<L> {
 
         let Ok(id) = serde_json::from_value(record.user_id.clone()) else {
             tracing::warn!(
-                user_id,
+                user_id = %record.user_id,
                 "auth record holds an id of another type; removing it"
             );
             self.end_session(session).await?;
@@ -231,7 +236,7 @@ impl<L: UserLoader> AuthContext<L> {
                     .end_login(session, &record, EndReason::UserInactive)
                     .await
             }
-            Some(user) if !digest_matches(&record.auth_hash, user.session_auth_hash()) => {
+            Some(user) if !digest_matches(record.auth_hash.as_str(), user.session_auth_hash()) => {
                 return self
                     .end_login(session, &record, EndReason::AuthHashChanged)
                     .await
@@ -317,7 +322,7 @@ impl<L: UserLoader> AuthContext<L> {
             restored: true,
         };
         let login_id = self.index_login(&user, new_login, facts).await?;
-        let mut record = AuthRecord::new(&user, false, facts.protection_id.clone())?;
+        let mut record = AuthRecord::new(&user, false, Some(facts.protection_id))?;
         record.remembered = true;
         record.login_id = login_id;
         timed(limit, "session store", session.insert(AUTH_KEY, &record)).await?;
@@ -418,17 +423,17 @@ pub(crate) enum Requirement<'a> {
     Permission(&'a str),
 }
 
-/// The answer of [`DynAuth::require`]: the user (as `Any`), or why the request is refused.
-pub(crate) type Checked = std::result::Result<Box<dyn Any + Send>, Reason>;
-
 /// The type-erased face of [`AuthContext`], stored in the request extensions.
 pub(crate) trait DynAuth: Send + Sync {
-    /// The user (as `Any`) when `requirement` is met, else the reason it is not.
+    /// Whether `requirement` is met, else the reason it is not. When it is met and `user` is
+    /// an `Option<U>` of the loader's user type, the user is written there (a guard's own
+    /// slot: no box for the user); any other `user` (`&mut ()`) is left alone.
     fn require<'a>(
         &'a self,
         parts: &'a Parts,
         requirement: Requirement<'a>,
-    ) -> Pin<Box<dyn Future<Output = Checked> + Send + 'a>>;
+        user: &'a mut (dyn Any + Send),
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<(), Reason>> + Send + 'a>>;
 
     /// What the guards render a refusal from.
     fn settings(&self) -> &Settings;
@@ -443,10 +448,14 @@ impl<L: UserLoader> DynAuth for AuthContext<L> {
         &'a self,
         parts: &'a Parts,
         requirement: Requirement<'a>,
-    ) -> Pin<Box<dyn Future<Output = Checked> + Send + 'a>> {
+        user: &'a mut (dyn Any + Send),
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<(), Reason>> + Send + 'a>> {
         Box::pin(async move {
-            let user = self.check(parts, requirement).await?;
-            Ok(Box::new(user) as Box<dyn Any + Send>)
+            let checked = self.check(parts, requirement).await?;
+            if let Some(slot) = user.downcast_mut::<Option<L::User>>() {
+                *slot = Some(checked);
+            }
+            Ok(())
         })
     }
 
