@@ -271,8 +271,11 @@ fn bench_resolve(c: &mut Criterion) {
         .route("/protected", get(protected))
         .route("/public", get(public))
         .route("/login", post(login_remembered))
-        .layer(manager.into_layer())
-        .layer(SessionManagerLayer::new(lm_store.clone()).with_secure(false));
+        // One `.layer` call for both, as the guide recommends (and as lm-server does).
+        .layer((
+            SessionManagerLayer::new(lm_store.clone()).with_secure(false),
+            manager.into_layer(),
+        ));
     let lm_cookie = rt
         .block_on(TestLogin::new().cookie(&lm_store, &users.alice()))
         .unwrap();
@@ -292,8 +295,10 @@ fn bench_resolve(c: &mut Criterion) {
     let ix = Router::new()
         .route("/protected", get(protected))
         .route("/login", post(login_remembered))
-        .layer(ix_manager.into_layer())
-        .layer(SessionManagerLayer::new(ix_store.clone()).with_secure(false));
+        .layer((
+            SessionManagerLayer::new(ix_store.clone()).with_secure(false),
+            ix_manager.into_layer(),
+        ));
     let (ix_cookie, ix_template) = rt.block_on(async {
         let response = send(&ix, Request::post("/login").body(Body::empty()).unwrap()).await;
         let cookie = |name: &str| {

@@ -110,7 +110,8 @@ async fn login(
 /// The key prefix of the remember-me tokens in the Redis runs (sessions are stored under their
 /// bare ids by tower-sessions-redis-store).
 const REDIS_PREFIX: &str = "login-manager-bench:";
-/// Tasks inserting pre-issued tokens at once (the database stores are network-bound).
+/// Tasks inserting pre-issued tokens at once (the database stores are network-bound; SQLite
+/// gets one).
 const ISSUERS: usize = 16;
 
 struct Args {
@@ -301,23 +302,36 @@ async fn main() {
         fill(&app, &backend, remember, count).await;
     }
     if let Some((count, file)) = args.tokens {
-        issue_tokens(&app, remember_store, count, &file).await;
+        // SQLite serialises writers: concurrent issuers only wait for its lock, and on a busy
+        // machine past its busy timeout ("database is locked").
+        let sqlite = args
+            .backend
+            .as_deref()
+            .is_some_and(|url| url.starts_with("sqlite"));
+        let issuers = if sqlite { 1 } else { ISSUERS };
+        issue_tokens(&app, remember_store, count, issuers, &file).await;
     }
     serve(app).await;
 }
 
 /// Issues one token through a real remember-me login, then `count` copies of it with fresh
 /// selectors and validators, straight into the store.
-async fn issue_tokens(app: &Router, store: Arc<dyn RememberStore>, count: usize, file: &str) {
+async fn issue_tokens(
+    app: &Router,
+    store: Arc<dyn RememberStore>,
+    count: usize,
+    concurrency: usize,
+    file: &str,
+) {
     let (_, value) = remember_login(app).await;
     let selector = parse_token(&value).expect("a token").selector;
     let template: RememberToken = store.find(&selector).await.unwrap().expect("stored");
     store.delete(&selector).await.unwrap();
 
     let mut issuers = tokio::task::JoinSet::new();
-    for issuer in 0..ISSUERS {
+    for issuer in 0..concurrency {
         let (store, template) = (store.clone(), template.clone());
-        let share = count / ISSUERS + usize::from(issuer < count % ISSUERS);
+        let share = count / concurrency + usize::from(issuer < count % concurrency);
         issuers.spawn(async move {
             let mut lines = Vec::with_capacity(share);
             for _ in 0..share {
