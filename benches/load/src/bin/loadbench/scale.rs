@@ -67,7 +67,8 @@ fn restore_tokens(config: &Config, runs: &[Run], backend: &Backend, size: usize)
         fastest * 1.5
     } else {
         match backend.name {
-            "redis" => 10_000.0,
+            // 23 000/s measured on a 2-vCPU Xeon: a guess too low runs out of tokens.
+            "redis" => 30_000.0,
             "memory" => 60_000.0,
             _ => 2_000.0,
         }
